@@ -1,0 +1,36 @@
+# The two commands in the README are `make demo` and `make test`; both set up .venv first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+# nbgrader calls `alembic` when it creates a gradebook: the venv's bin must be on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYTHONWARNINGS ?= ignore::DeprecationWarning
+
+.PHONY: setup demo test test-fast lectures release lint
+
+setup:
+	bash scripts/setup_env.sh
+
+## build the student release and autograde the shipped example submissions, print grades
+demo: setup
+	$(BIN)/python -m course_tools.grading demo
+
+## every test: library, notebooks (nbval), grading pipeline
+test: setup
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests lectures solutions \
+		--nbval --nbval-current-env --nbval-cell-timeout=600 \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg
+
+## library tests only (seconds)
+test-fast: setup
+	$(BIN)/python -m pytest -n 2 tests -m "not slow"
+
+## re-execute the lecture and solution notebooks in place (after editing them)
+lectures: setup
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace lectures/*.ipynb solutions/*/*.ipynb
+
+## regenerate the committed student release in assignments/ from solutions/
+release: setup
+	$(BIN)/python -m course_tools.grading release
+
+lint: setup
+	$(BIN)/ruff check course_lib course_tools tests lectures solutions

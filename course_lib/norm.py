@@ -1,0 +1,369 @@
+"""Batch normalization: the functional forward pass, the backward pass by hand, and modules.
+
+For every channel ``c`` the statistics are taken over all the other axes, i.e. over the
+``m = N`` rows of an ``(N, D)`` input or the ``m = N * H * W`` values of an ``(N, C, H, W)`` input::
+
+    mu_c    = 1/m * sum x                       (batch mean)
+    var_c   = 1/m * sum (x - mu_c)^2            (biased batch variance: used to normalize)
+    x_hat   = (x - mu_c) / sqrt(var_c + eps)
+    y       = gamma_c * x_hat + beta_c
+
+In training mode the running statistics are updated in place with an exponential moving
+average, and -- a detail PyTorch documents and many slides skip -- the running variance
+receives the *unbiased* batch variance ``var_c * m / (m - 1)`` while the output is normalized
+with the biased one::
+
+    running_mean = (1 - momentum) * running_mean + momentum * mu_c
+    running_var  = (1 - momentum) * running_var  + momentum * var_c * m / (m - 1)
+
+In evaluation mode the running statistics replace ``mu_c`` and ``var_c``, so the layer becomes
+a fixed per-channel affine map.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from course_lib._validate import check_same_device_dtype, check_tensor
+
+__all__ = [
+    "batch_statistics",
+    "batch_norm",
+    "batch_norm_backward",
+    "BatchNorm1d",
+    "BatchNorm2d",
+]
+
+_LAYOUT = "(N, D) or (N, C, H, W)"
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks specific to normalization
+# ----------------------------------------------------------------------------------------------
+def _check_input(x: object) -> torch.Tensor:
+    return check_tensor(x, "x", (2, 4), layout=_LAYOUT)
+
+
+def _check_per_channel(x: torch.Tensor, name: str, value: object) -> torch.Tensor | None:
+    """``value`` must be None or a (C,) tensor with x's dtype and device."""
+    if value is None:
+        return None
+    check_tensor(value, name, 1, layout="(C,)")
+    channels = x.shape[1]
+    if value.shape[0] != channels:
+        raise ValueError(
+            f"{name} must have one entry per channel: expected shape ({channels},) for an input "
+            f"with {channels} channels (x.shape = {tuple(x.shape)}); got {tuple(value.shape)}"
+        )
+    check_same_device_dtype(x, name, value)
+    return value
+
+
+def _check_float(value: object, name: str, low: float, high: float | None = None) -> float:
+    """A real number with ``low <= value`` (and ``value <= high`` when given)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float; got {type(value).__name__} {value!r}")
+    if value < low or (high is not None and value > high):
+        expected = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {expected}; got {value}")
+    return float(value)
+
+
+def _check_eps(eps: object) -> float:
+    eps = _check_float(eps, "eps", 0.0)
+    if eps == 0.0:
+        raise ValueError("eps must be > 0 (it keeps sqrt(var + eps) away from zero); got 0")
+    return eps
+
+
+def _check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
+    return value
+
+
+def _values_per_channel(x: torch.Tensor) -> int:
+    """m: how many numbers each channel's statistics are computed from (N or N*H*W)."""
+    return x.numel() // x.shape[1]
+
+
+def _check_enough_values(x: torch.Tensor) -> None:
+    if _values_per_channel(x) < 2:
+        raise ValueError(
+            "batch norm in training mode needs more than 1 value per channel (N*H*W > 1) to "
+            f"estimate a variance; got x.shape = {tuple(x.shape)}. Use a larger batch, or "
+            "evaluation mode (running statistics)."
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# shape helpers
+# ----------------------------------------------------------------------------------------------
+def _reduce_dims(x: torch.Tensor) -> tuple[int, ...]:
+    """Every axis but the channel axis 1: (0,) for (N, D), (0, 2, 3) for (N, C, H, W)."""
+    return (0,) + tuple(range(2, x.dim()))
+
+
+def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """View a (C,) vector as (1, C) or (1, C, 1, 1) so that it broadcasts against x."""
+    return v.reshape((1, -1) + (1,) * (x.dim() - 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# functional forward and backward
+# ----------------------------------------------------------------------------------------------
+def batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel batch mean and *biased* variance of ``x: (N, D) or (N, C, H, W)``.
+
+    ``mu_c = 1/m sum x``, ``var_c = 1/m sum (x - mu_c)^2`` over every axis but the channel
+    axis (``m = N`` or ``N*H*W``). Returns two ``(C,)`` tensors. Vectorized: one reduction each.
+    """
+    x = _check_input(x)
+    dims = _reduce_dims(x)
+    mean = x.mean(dim=dims)
+    var = (x - _per_channel(mean, x)).square().mean(dim=dims)
+    return mean, var
+
+
+@torch.no_grad()
+def _update_running_stats(
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    batch_mean: torch.Tensor,
+    batch_var: torch.Tensor,
+    m: int,
+    momentum: float,
+) -> None:
+    """Exponential moving averages, in place; the variance is made unbiased first (m/(m-1))."""
+    unbiased_var = batch_var * (m / (m - 1))
+    running_mean.mul_(1.0 - momentum).add_(batch_mean, alpha=momentum)
+    running_var.mul_(1.0 - momentum).add_(unbiased_var, alpha=momentum)
+
+
+def batch_norm(
+    x: torch.Tensor,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    running_mean: torch.Tensor | None = None,
+    running_var: torch.Tensor | None = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """Batch normalization ``y = gamma * (x - mu) / sqrt(var + eps) + beta``, per channel.
+
+    Shapes: ``x: (N, D)`` or ``(N, C, H, W)``; ``gamma, beta, running_mean, running_var: (C,)``
+    (with ``C = D`` for 2-D input). Returns a tensor of x's shape.
+
+    * ``training=True``: ``mu`` and ``var`` are the batch mean and the *biased* batch variance
+      (see :func:`batch_statistics`). If running statistics are given they are updated **in
+      place**: ``running = (1 - momentum) * running + momentum * batch_stat``, where the running
+      variance receives the *unbiased* variance ``var * m / (m - 1)`` (``m`` values per
+      channel), exactly as ``torch.nn.functional.batch_norm`` does.
+    * ``training=False``: ``mu, var = running_mean, running_var`` (both required).
+
+    ``gamma=None`` / ``beta=None`` mean 1 / 0 (``affine=False``). Autograd works through
+    every operation; :func:`batch_norm_backward` derives the same gradient by hand.
+    """
+    x = _check_input(x)
+    gamma = _check_per_channel(x, "gamma", gamma)
+    beta = _check_per_channel(x, "beta", beta)
+    running_mean = _check_per_channel(x, "running_mean", running_mean)
+    running_var = _check_per_channel(x, "running_var", running_var)
+    training = _check_bool(training, "training")
+    momentum = _check_float(momentum, "momentum", 0.0, 1.0)
+    eps = _check_eps(eps)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("give both running_mean and running_var, or neither")
+
+    if training:
+        _check_enough_values(x)
+        mean, var = batch_statistics(x)
+        if running_mean is not None:
+            _update_running_stats(
+                running_mean, running_var, mean, var, _values_per_channel(x), momentum
+            )
+    else:
+        if running_mean is None:
+            raise ValueError(
+                "evaluation mode (training=False) normalizes with running_mean and running_var; "
+                "got None. Pass the running statistics or use training=True."
+            )
+        mean, var = running_mean, running_var
+
+    x_hat = (x - _per_channel(mean, x)) / torch.sqrt(_per_channel(var, x) + eps)
+    out = x_hat
+    if gamma is not None:
+        out = out * _per_channel(gamma, x)
+    if beta is not None:
+        out = out + _per_channel(beta, x)
+    return out
+
+
+def batch_norm_backward(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    gamma: torch.Tensor | None,
+    eps: float = 1e-5,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training-mode backward pass of :func:`batch_norm`, by hand (no autograd).
+
+    With ``x_hat = (x - mu) / sqrt(var + eps)`` and ``m`` values per channel, summing over
+    every axis but the channel axis::
+
+        grad_beta  = sum(grad_out)
+        grad_gamma = sum(grad_out * x_hat)
+        grad_x     = gamma / (m * sqrt(var + eps)) * (m * grad_out - grad_beta - x_hat * grad_gamma)
+
+    The compact ``grad_x`` formula collects the three paths from ``x`` to the loss (directly,
+    through ``mu`` and through ``var``) into one line.
+
+    Shapes: ``grad_out, x: (N, D)`` or ``(N, C, H, W)``, ``gamma: (C,)`` (None means 1).
+    Returns ``(grad_x, grad_gamma, grad_beta)`` with shapes ``x.shape, (C,), (C,)``.
+    """
+    x = _check_input(x)
+    check_tensor(grad_out, "grad_out", x.dim(), layout=_LAYOUT)
+    if grad_out.shape != x.shape:
+        raise ValueError(
+            f"grad_out must have the shape of x {tuple(x.shape)}; got {tuple(grad_out.shape)}"
+        )
+    check_same_device_dtype(x, "grad_out", grad_out)
+    gamma = _check_per_channel(x, "gamma", gamma)
+    eps = _check_eps(eps)
+    _check_enough_values(x)
+
+    dims = _reduce_dims(x)
+    m = _values_per_channel(x)
+    mean, var = batch_statistics(x)
+    inv_std = torch.rsqrt(var + eps)
+    x_hat = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
+
+    grad_beta = grad_out.sum(dim=dims)
+    grad_gamma = (grad_out * x_hat).sum(dim=dims)
+    scale = inv_std / m if gamma is None else gamma * inv_std / m
+    grad_x = _per_channel(scale, x) * (
+        m * grad_out - _per_channel(grad_beta, x) - x_hat * _per_channel(grad_gamma, x)
+    )
+    return grad_x, grad_gamma, grad_beta
+
+
+# ----------------------------------------------------------------------------------------------
+# modules
+# ----------------------------------------------------------------------------------------------
+class _BatchNorm(nn.Module):
+    """Shared code of BatchNorm1d / BatchNorm2d; subclasses set ``input_ndim`` and ``layout``.
+
+    Parameters ``weight`` (gamma) and ``bias`` (beta), buffers ``running_mean``, ``running_var``
+    and ``num_batches_tracked``: the names ``torch.nn.BatchNorm*`` uses, so state dicts load
+    both ways.
+    """
+
+    input_ndim: int = 4
+    layout: str = "(N, C, H, W)"
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, int):
+            raise TypeError(f"num_features must be an int; got {type(num_features).__name__}")
+        if num_features < 1:
+            raise ValueError(f"num_features must be >= 1; got {num_features}")
+        self.num_features = num_features
+        self.eps = _check_eps(eps)
+        # momentum=None selects the cumulative average: factor 1/t at the t-th training batch.
+        self.momentum = None if momentum is None else _check_float(momentum, "momentum", 0.0, 1.0)
+        self.affine = _check_bool(affine, "affine")
+        self.track_running_stats = _check_bool(track_running_stats, "track_running_stats")
+
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self) -> None:
+        """Running mean 0, running variance 1, batch counter 0."""
+        if self.track_running_stats:
+            self.running_mean.zero_()
+            self.running_var.fill_(1.0)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        """gamma = 1, beta = 0, and fresh running statistics."""
+        self.reset_running_stats()
+        if self.affine:
+            nn.init.ones_(self.weight)
+            nn.init.zeros_(self.bias)
+
+    def _averaging_factor(self) -> float:
+        """The momentum of this step; with momentum=None the cumulative average 1/t."""
+        if self.momentum is not None:
+            return self.momentum
+        return 1.0 / float(self.num_batches_tracked)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor(x, "x", self.input_ndim, layout=self.layout)
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}) expects {self.num_features} channels "
+                f"in x {self.layout}; got x.shape = {tuple(x.shape)}"
+            )
+        update_running = self.training and self.track_running_stats
+        if update_running:
+            self.num_batches_tracked.add_(1)
+        # Without running statistics (track_running_stats=False, buffers None) the batch
+        # statistics are used in evaluation mode too, as in PyTorch.
+        return batch_norm(
+            x,
+            self.weight,
+            self.bias,
+            self.running_mean,
+            self.running_var,
+            training=self.training or not self.track_running_stats,
+            momentum=self._averaging_factor() if update_running else 0.0,
+            eps=self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over ``(N, C, H, W)``: statistics per channel over ``N*H*W`` values.
+
+    ``y = weight * (x - mu) / sqrt(var + eps) + bias``; equal to ``torch.nn.BatchNorm2d`` in
+    training and evaluation mode, including the running statistics (``momentum=None`` gives
+    the cumulative average) and the state dict.
+    """
+
+    input_ndim = 4
+    layout = "(N, C, H, W)"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over ``(N, D)``: statistics per feature over the ``N`` rows.
+
+    Equal to ``torch.nn.BatchNorm1d`` on 2-D input (the ``(N, C, L)`` layout is not supported).
+    """
+
+    input_ndim = 2
+    layout = "(N, D)"

@@ -110,7 +110,8 @@ def max_pool2d_with_indices(
     ``out[n, c, i, j] = x[n, c, r, s]`` with ``(r, s)`` the arg-max of the window, and
     ``indices[n, c, i, j] = r * W + s``: a position in the flattened, *unpadded* ``H*W``
     plane, as ``F.max_pool2d(..., return_indices=True)``. Ties go to the first position in
-    row-major order, like PyTorch.
+    row-major order, like PyTorch. (A window holding several NaNs returns NaN, as PyTorch
+    does, but may point at another of its NaNs.)
 
     Shapes: ``x: (N, C, H, W)`` -> ``out: (N, C, OH, OW)``, ``indices: (N, C, OH, OW)`` int64.
     """
@@ -123,7 +124,10 @@ def max_pool2d_with_indices(
     left = torch.arange(out_w, device=x.device).view(1, out_w) * strides[1] - paddings[1]
     row = top + position_in_window // kernel[1]
     col = left + position_in_window % kernel[1]
-    return out, row * x.shape[3] + col
+    # A window whose real pixels are all -inf ties with its padding; argmax then points at
+    # the window's top-left corner, maybe in the padding. PyTorch reports the first *real*
+    # pixel instead, which is that corner clamped into the image.
+    return out, row.clamp(min=0) * x.shape[3] + col.clamp(min=0)
 
 
 def max_pool2d(

@@ -270,6 +270,7 @@ def im2col(
     strides = pair(stride, "stride", 1)
     paddings = pair(padding, "padding", 0)
     dilations = pair(dilation, "dilation", 1)
+    # Check that the kernel fits on each axis: Tensor.unfold's own error would be cryptic.
     for axis, k in enumerate((kernel_h, kernel_w)):
         conv_output_size(x.shape[2 + axis], k, strides[axis], paddings[axis], dilations[axis])
     windows = sliding_windows(pad2d(x, paddings), (kernel_h, kernel_w), strides, dilations)

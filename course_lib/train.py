@@ -156,7 +156,8 @@ class History:
 
     ``val_loss`` / ``val_acc`` stay empty when ``fit`` ran without a validation loader.
     ``best_epoch`` is the 0-based index of the lowest validation loss (None without one),
-    so ``history.val_acc[history.best_epoch]`` is the accuracy of the restored weights.
+    so ``history.val_acc[history.best_epoch]`` is the accuracy of the weights that early
+    stopping (``fit(..., patience=k)``) restores.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -211,8 +212,12 @@ def _to_device(batch: object, device: torch.device) -> tuple[Tensor, Tensor]:
             + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
         )
     inputs, targets = batch
-    # non_blocking overlaps the copy with compute when the loader uses pinned memory.
-    return inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+    # Host-to-GPU copies may overlap with compute (pinned memory); copies *to* the CPU must
+    # not be asynchronous, or the CPU could read the tensor before it has arrived.
+    non_blocking = device.type == "cuda"
+    return inputs.to(device, non_blocking=non_blocking), targets.to(
+        device, non_blocking=non_blocking
+    )
 
 
 def _check_loader(loader: object, name: str) -> None:

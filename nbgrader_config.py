@@ -1,0 +1,60 @@
+"""nbgrader configuration of the CNN course (the course root is the directory holding this file).
+
+    solutions/<ps>/<ps>.ipynb     source notebooks (reference solutions, visible + hidden tests)
+    assignments/<ps>/<ps>.ipynb   student release, written only by `nbgrader generate_assignment`
+    submitted/<student>/<ps>/     collected work (never modified by grading)
+    autograded/, feedback/        written by `nbgrader autograde` / `nbgrader generate_feedback`
+
+`python -m course_tools.grading release` regenerates the release; `... demo` grades the shipped
+example submissions in a scratch copy of the course (demo_course/).
+"""
+
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+
+from course_tools.feedback import HideHiddenTestTracebacks
+
+c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
+
+# --- course layout -------------------------------------------------------------------------
+c.CourseDirectory.course_id = "cnn-course"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "assignments"
+# The gradebook lists the assignments and students: `course_tools.grading` adds them through the
+# Gradebook API (nbgrader 0.9 has no `db_assignments` / `db_students` options any more).
+
+# --- what students get ---------------------------------------------------------------------
+c.ClearSolutions.code_stub = {
+    "python": (
+        "# YOUR CODE HERE\n"
+        'raise NotImplementedError("Replace this line with your code; the docstring above '
+        'says what to return.")'
+    )
+}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# --- autograding ---------------------------------------------------------------------------
+# Seconds per cell. Every test cell is meant to finish well under 30 s on a 2-core CPU; the
+# training notebook shortens its schedule when NBGRADER_EXECUTION is set. 120 s leaves room for
+# slow machines without letting an endless student loop hang the grader.
+c.Execute.timeout = 120
+
+# nbgrader gives a test cell 0 points as soon as it has *any* stderr output, so a harmless
+# UserWarning or a tqdm bar would cost a student the cell. In this course a failed test always
+# raises (an `error` output, which IgnorePattern never touches), so stderr carries only noise:
+# drop every stderr stream from executed cells before the grades are saved. IgnorePattern is
+# part of the autograde pipeline but disabled by default.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"(?s).*"
+
+# --- feedback ------------------------------------------------------------------------------
+# The autograded notebook holds the full test cells (nbgrader restores them from the source),
+# so the default feedback HTML would reveal the hidden tests. Strip their source, and cut the
+# tracebacks of test cells down to the error message: IPython prints the lines around the
+# failing line, which may be hidden asserts.
+c.GenerateFeedback.preprocessors = [
+    GetGrades,
+    HideHiddenTestTracebacks,
+    ClearHiddenTests,
+    CSSHTMLHeaderPreprocessor,
+]

@@ -1,0 +1,361 @@
+"""Figures for the lectures: image grids, feature maps, filters, training curves, optimizer paths.
+
+Every function draws one new pyplot figure and returns its ``matplotlib.figure.Figure``;
+none calls ``plt.show()``. In a notebook the figure appears by itself at the end of the cell;
+write ``fig = show_images(...)`` (or ``_ = ...``) so the returned object is not shown a second
+time, or end the cell with ``plt.show()``. matplotlib is imported inside the functions, so
+``import course_lib.plot`` stays cheap.
+
+    show_images          a grid of (N, 1|3, H, W) images
+    show_feature_maps    the channels of one activation (C, H, W), each with its own scale
+    show_filters         the filters (F, C, KH, KW) of a conv layer, each normalized for display
+    plot_history         loss and accuracy per epoch for one or several training runs
+    plot_trajectories    optimizer paths on the contours of a 2-D loss function
+    plot_gradient_norms  gradient norm per layer, one line per model, log scale
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "plot_gradient_norms",
+    "plot_history",
+    "plot_trajectories",
+    "show_feature_maps",
+    "show_filters",
+    "show_images",
+]
+
+_CELL_INCHES = 1.6  # width and height of one image in a grid
+
+
+# ----------------------------------------------------------------------------------------------
+# Image grids
+# ----------------------------------------------------------------------------------------------
+
+
+def _image_grid(count: int, ncols: int, suptitle: str | None) -> tuple[Figure, list[Axes]]:
+    """A figure with ``count`` image axes in rows of ``ncols`` (unused cells removed)."""
+    import matplotlib.pyplot as plt
+
+    if count < 1:
+        raise ValueError("nothing to show: got 0 images")
+    ncols = max(1, min(ncols, count))
+    nrows = math.ceil(count / ncols)
+    extra = 0.4 if suptitle else 0.0
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(_CELL_INCHES * ncols, _CELL_INCHES * nrows + extra),
+        squeeze=False,
+        layout="constrained",
+    )
+    flat = list(axes.flat)
+    for unused in flat[count:]:
+        fig.delaxes(unused)
+    for ax in flat[:count]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig, flat[:count]
+
+
+def _min_max(image: torch.Tensor) -> torch.Tensor:
+    """Rescale to [0, 1]: ``(x - min) / (max - min)`` (a constant image becomes 0.5)."""
+    low, high = image.min(), image.max()
+    if high - low < 1e-12:
+        return torch.full_like(image, 0.5)
+    return (image - low) / (high - low)
+
+
+def _as_image_list(images: torch.Tensor | Sequence) -> list[torch.Tensor]:
+    """(N, C, H, W) tensor or list of (C, H, W) / (H, W) tensors -> list of (C, H, W) on CPU."""
+    if isinstance(images, torch.Tensor):
+        if images.dim() != 4:
+            raise ValueError(
+                f"images must be a 4-D tensor (N, C, H, W) or a list of (C, H, W) images; got "
+                f"shape {tuple(images.shape)} (one image: x[None]; grayscale (N, H, W): x[:, None])"
+            )
+        images = list(images)
+    result = []
+    for image in images:
+        image = torch.as_tensor(image).detach().cpu().float()
+        image = image[None] if image.dim() == 2 else image
+        if image.dim() != 3 or image.shape[0] not in (1, 3):
+            raise ValueError(f"each image must be (1, H, W) or (3, H, W); got {tuple(image.shape)}")
+        result.append(image)
+    return result
+
+
+def _draw_image(ax: Axes, image: torch.Tensor, normalize: bool) -> None:
+    """Show a (C, H, W) image: per-image min-max if ``normalize``, else clipped to [0, 1]."""
+    image = _min_max(image) if normalize else image.clamp(0.0, 1.0)
+    if image.shape[0] == 1:
+        ax.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+    else:
+        ax.imshow(image.permute(1, 2, 0).numpy())
+
+
+def show_images(
+    images: torch.Tensor | Sequence,
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    suptitle: str | None = None,
+    normalize: bool = False,
+) -> Figure:
+    """A grid of images ``(N, 1, H, W)`` (grayscale) or ``(N, 3, H, W)`` (RGB), or a list of them.
+
+    Values are expected in [0, 1] and clipped to it (e.g. after augmentation). Standardized
+    images (``normalize_transform``) or other ranges: ``normalize=True`` rescales each image
+    by its own min and max, ``(x - min) / (max - min)``. ``titles``: one per image
+    (e.g. class names).
+    """
+    image_list = _as_image_list(images)
+    if titles is not None and len(titles) != len(image_list):
+        raise ValueError(f"got {len(titles)} titles for {len(image_list)} images")
+    fig, axes = _image_grid(len(image_list), ncols, suptitle)
+    for index, (ax, image) in enumerate(zip(axes, image_list, strict=True)):
+        _draw_image(ax, image, normalize)
+        if titles is not None:
+            ax.set_title(str(titles[index]), fontsize=9)
+    return fig
+
+
+def show_feature_maps(
+    maps: torch.Tensor, ncols: int = 8, suptitle: str | None = None, cmap: str = "viridis"
+) -> Figure:
+    """Each channel of one activation ``maps: (C, H, W)`` (or ``(1, C, H, W)``) as an image.
+
+    Every map gets its own colour scale (min to max of that channel), so weak channels stay
+    visible; the title gives the channel index and its value range.
+    """
+    maps = torch.as_tensor(maps).detach().cpu().float()
+    if maps.dim() == 4 and maps.shape[0] == 1:
+        maps = maps[0]
+    if maps.dim() != 3:
+        raise ValueError(f"maps must be (C, H, W) or (1, C, H, W); got {tuple(maps.shape)}")
+    fig, axes = _image_grid(maps.shape[0], ncols, suptitle or "feature maps (one scale per map)")
+    for channel, (ax, feature_map) in enumerate(zip(axes, maps, strict=True)):
+        ax.imshow(feature_map.numpy(), cmap=cmap)
+        low, high = float(feature_map.min()), float(feature_map.max())
+        ax.set_title(f"ch {channel}\n[{low:.2g}, {high:.2g}]", fontsize=8)
+    return fig
+
+
+def show_filters(
+    weight: torch.Tensor,
+    ncols: int = 8,
+    suptitle: str | None = None,
+    channel: int | None = None,
+) -> Figure:
+    """The filters of a conv layer, ``weight: (F, C, KH, KW)``, one image per filter.
+
+    Each filter is min-max normalized on its own, ``(w - min) / (max - min)``, so the
+    pattern shows whatever its scale (mid-gray = the filter's middle value, not zero).
+    ``C = 3`` filters are drawn in colour (first-layer filters look at RGB), ``C = 1`` in
+    gray; for other ``C`` the mean over input channels is drawn, or input ``channel`` if given.
+    """
+    weight = torch.as_tensor(weight).detach().cpu().float()
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be (F, C, KH, KW); got shape {tuple(weight.shape)}")
+    if channel is not None:
+        shown, what = weight[:, channel : channel + 1], f"input channel {channel}"
+    elif weight.shape[1] in (1, 3):
+        shown, what = weight, "RGB" if weight.shape[1] == 3 else "gray"
+    else:
+        shown, what = weight.mean(dim=1, keepdim=True), f"mean of {weight.shape[1]} channels"
+    _, _, kh, kw = weight.shape
+    default_title = f"{weight.shape[0]} filters {kh}x{kw} ({what}, each normalized)"
+    fig, axes = _image_grid(shown.shape[0], ncols, suptitle or default_title)
+    for index, (ax, kernel) in enumerate(zip(axes, shown, strict=True)):
+        _draw_image(ax, kernel, normalize=True)
+        ax.set_title(f"filter {index}", fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Training curves
+# ----------------------------------------------------------------------------------------------
+
+_METRIC_LABELS = {"loss": "loss", "acc": "accuracy"}
+
+
+def _series(history: Any, key: str) -> list[float]:
+    """``history.<key>`` or ``history[key]`` as a list of floats (empty when missing)."""
+    if isinstance(history, Mapping):
+        values = history.get(key, [])
+    else:
+        values = getattr(history, key, [])
+    return [float(v) for v in (values or [])]
+
+
+def _is_single_history(obj: Any) -> bool:
+    if isinstance(obj, Mapping):
+        return "train_loss" in obj
+    return hasattr(obj, "train_loss")
+
+
+def plot_history(
+    histories: Any,
+    metrics: Sequence[str] = ("loss", "acc"),
+    title: str | None = None,
+) -> Figure:
+    """Training and validation curves per epoch, one panel per metric, side by side.
+
+    ``histories``: one history or ``{"run name": history}``. A history is anything with
+    ``train_<metric>`` / ``val_<metric>`` lists, as attributes (``course_lib.train.History``)
+    or keys (a dict). Solid lines are training, dashed validation (skipped when empty), one
+    colour per run; a dotted vertical line marks ``best_epoch`` when the history has one.
+    Epochs are numbered from 1.
+    """
+    import matplotlib.pyplot as plt
+
+    runs = {"": histories} if _is_single_history(histories) else dict(histories)
+    if not runs:
+        raise ValueError("plot_history needs at least one history")
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(5.0 * len(metrics), 3.8), squeeze=False, layout="constrained"
+    )
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        label = _METRIC_LABELS.get(metric, metric)
+        for run_index, (name, history) in enumerate(runs.items()):
+            colour = colours[run_index % len(colours)]
+            prefix = f"{name} " if name else ""
+            for split, style in (("train", "-"), ("val", "--")):
+                values = _series(history, f"{split}_{metric}")
+                if values:
+                    epochs = range(1, len(values) + 1)
+                    ax.plot(epochs, values, style, color=colour, label=f"{prefix}{split}")
+            best = getattr(history, "best_epoch", None)
+            if best is not None:
+                ax.axvline(best + 1, color=colour, linestyle=":", linewidth=1)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} per epoch")
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimizer trajectories and gradient norms
+# ----------------------------------------------------------------------------------------------
+
+
+def _log_levels(values, count: int):
+    """``count`` log-spaced contour levels from the smallest positive value to the largest."""
+    import numpy as np
+
+    positive = values[values > 0]
+    high = float(values.max())
+    if positive.size == 0 or high <= 0:
+        raise ValueError("log-spaced contours need a loss with positive values in the window")
+    low = max(float(positive.min()), high * 1e-8)
+    return np.geomspace(low, high, count)
+
+
+def plot_trajectories(
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    trajectories: Mapping[str, torch.Tensor],
+    xlim: tuple[float, float],
+    ylim: tuple[float, float],
+    levels: int = 30,
+    title: str | None = None,
+    minimum: tuple[float, float] | None = None,
+    resolution: int = 200,
+) -> Figure:
+    """Contours of a 2-D loss with one optimizer path per entry of ``trajectories``.
+
+    ``loss_fn`` maps points ``p: (..., 2)`` to losses ``(...)`` (e.g.
+    ``course_lib.optim.rosenbrock``); it is evaluated in float64 on a ``resolution`` x
+    ``resolution`` grid over ``xlim`` x ``ylim``. Contour levels are log-spaced, so the narrow
+    valleys near the minimum stay visible. ``trajectories``: ``{"Adam": path (T, 2)}``, e.g.
+    from ``run_trajectory``; each path starts at a circle. The minimum (a star) is ``minimum``
+    if given, else the lowest grid point.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import LogLocator
+
+    xs = torch.linspace(xlim[0], xlim[1], resolution, dtype=torch.float64)
+    ys = torch.linspace(ylim[0], ylim[1], resolution, dtype=torch.float64)
+    grid_x, grid_y = torch.meshgrid(xs, ys, indexing="xy")
+    with torch.no_grad():
+        losses = loss_fn(torch.stack([grid_x, grid_y], dim=-1)).double().numpy()
+    contour_levels = _log_levels(losses, levels)
+
+    fig, ax = plt.subplots(figsize=(6.5, 5.0), layout="constrained")
+    filled = ax.contourf(
+        grid_x.numpy(),
+        grid_y.numpy(),
+        losses,
+        levels=contour_levels,
+        norm=LogNorm(),
+        cmap="Blues_r",
+        extend="min",  # values below the lowest level (at the minimum) get the lowest colour
+    )
+    # Ticks at powers of ten (the default would label the odd geomspace level boundaries).
+    fig.colorbar(filled, ax=ax, label="loss (log scale)", ticks=LogLocator())
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (name, path) in enumerate(trajectories.items()):
+        points = torch.as_tensor(path).detach().cpu().double().numpy()
+        colour = colours[index % len(colours)]
+        ax.plot(points[:, 0], points[:, 1], "-", color=colour, linewidth=1.5, label=name)
+        ax.plot(points[-1, 0], points[-1, 1], ".", color=colour, markersize=8)
+        ax.plot(points[0, 0], points[0, 1], "o", color=colour, markersize=7, markeredgecolor="k")
+    if minimum is None:
+        row, col = divmod(int(losses.argmin()), losses.shape[1])
+        minimum = (float(xs[col]), float(ys[row]))
+    ax.plot(*minimum, "*", color="gold", markersize=15, markeredgecolor="k", label="minimum")
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel("x (parameter 1)")
+    ax.set_ylabel("y (parameter 2)")
+    ax.set_title(title or "optimizer paths on the loss contours (circles: start)")
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def plot_gradient_norms(
+    norms: Mapping[str, Mapping[str, float]] | Mapping[str, float], title: str | None = None
+) -> Figure:
+    """Gradient L2 norm per layer, ``||dL/dW_l||_2``, one line per model, log y axis.
+
+    ``norms``: ``{"plain 20": {layer: norm, ...}, "residual 20": {...}}`` as produced by
+    ``course_lib.resnet.layer_gradient_norms`` (layers in forward order), or one such dict.
+    The x axis is the layer index from the input (1) to the output; the layer names label
+    the ticks when all models share them and there are at most 24.
+    """
+    import matplotlib.pyplot as plt
+
+    values = list(norms.values())
+    if values and not isinstance(values[0], Mapping):
+        norms = {"model": norms}
+    if not norms:
+        raise ValueError("plot_gradient_norms needs at least one model's norms")
+    fig, ax = plt.subplots(figsize=(7.0, 4.0), layout="constrained")
+    layer_names = [list(per_layer) for per_layer in norms.values()]
+    for name, per_layer in norms.items():
+        layers = range(1, len(per_layer) + 1)
+        ax.plot(layers, [float(v) for v in per_layer.values()], "o-", markersize=3, label=name)
+    ax.set_yscale("log")
+    first = layer_names[0]
+    if all(names == first for names in layer_names) and len(first) <= 24:
+        ax.set_xticks(range(1, len(first) + 1), first, rotation=60, ha="right", fontsize=7)
+    ax.set_xlabel("layer (input -> output)")
+    ax.set_ylabel("gradient L2 norm (log scale)")
+    ax.set_title(title or "gradient norm per layer")
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,153 @@
+"""course_lib.plot: every function returns a Figure with the expected axes, titles and labels."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass, field
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg", force=True)
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from course_lib import plot  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@dataclass
+class _History:  # duck-typed stand-in for course_lib.train.History
+    train_loss: list = field(default_factory=list)
+    train_acc: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_acc: list = field(default_factory=list)
+    best_epoch: int | None = None
+
+
+def _titles(fig: Figure) -> list[str]:
+    return [ax.get_title() for ax in fig.axes]
+
+
+def test_importing_plot_does_not_load_matplotlib():
+    code = "import sys, course_lib.plot\nprint('matplotlib' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_show_images_grid_and_titles(channels):
+    images = torch.rand(10, channels, 12, 12)
+    names = [f"image {i}" for i in range(10)]
+    fig = plot.show_images(images, titles=names, ncols=4, suptitle="ten images")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 10  # 3 rows of 4, the two unused cells removed
+    assert _titles(fig) == names
+    assert fig.get_suptitle() == "ten images"
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.shape == ((12, 12) if channels == 1 else (12, 12, 3))
+
+
+def test_show_images_clips_or_normalizes_without_warnings():
+    images = torch.randn(3, 3, 8, 8) * 3  # far outside [0, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # imshow would warn "Clipping input data"
+        clipped = plot.show_images(images)
+        normalized = plot.show_images(images, normalize=True)
+    data = clipped.axes[0].images[0].get_array()
+    assert data.min() >= 0 and data.max() <= 1
+    data = normalized.axes[1].images[0].get_array()
+    assert data.min() == pytest.approx(0) and data.max() == pytest.approx(1)
+
+
+def test_show_images_accepts_lists_and_rejects_bad_shapes():
+    fig = plot.show_images([torch.rand(3, 10, 12), torch.rand(20, 20)])
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match=r"x\[None\]"):
+        plot.show_images(torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match="titles"):
+        plot.show_images(torch.rand(2, 1, 4, 4), titles=["only one"])
+
+
+def test_show_feature_maps():
+    fig = plot.show_feature_maps(torch.randn(1, 6, 9, 9), ncols=3)
+    assert len(fig.axes) == 6
+    assert fig.axes[5].get_title().startswith("ch 5")
+    assert fig.get_suptitle()
+
+
+def test_show_filters_rgb_gray_and_many_channels():
+    rgb = plot.show_filters(torch.randn(16, 3, 5, 5))
+    assert len(rgb.axes) == 16 and _titles(rgb)[0] == "filter 0"
+    assert "5x5" in rgb.get_suptitle() and "RGB" in rgb.get_suptitle()
+    pixels = rgb.axes[0].images[0].get_array()
+    assert pixels.shape == (5, 5, 3)
+    assert pixels.min() == pytest.approx(0) and pixels.max() == pytest.approx(1)  # per filter
+    many = plot.show_filters(torch.randn(4, 16, 3, 3))
+    assert "mean of 16 channels" in many.get_suptitle()
+    one = plot.show_filters(torch.randn(4, 16, 3, 3), channel=2, suptitle="conv2, input 2")
+    assert one.get_suptitle() == "conv2, input 2"
+
+
+def test_plot_history_one_and_several_runs():
+    history = _History([2.0, 1.5, 1.2], [0.3, 0.5, 0.6], [2.1, 1.7, 1.6], [0.3, 0.45, 0.5], 2)
+    fig = plot.plot_history(history)
+    assert len(fig.axes) == 2
+    assert _titles(fig) == ["loss per epoch", "accuracy per epoch"]
+    assert [ax.get_xlabel() for ax in fig.axes] == ["epoch", "epoch"]
+    loss_ax = fig.axes[0]
+    assert len(loss_ax.get_lines()) == 3  # train, val, best-epoch marker
+    assert list(loss_ax.get_lines()[0].get_xdata()) == [1, 2, 3]
+
+    no_val = {"train_loss": [1.0, 0.5], "train_acc": [0.5, 0.7]}  # a plain dict works too
+    runs = plot.plot_history({"SGD": history, "Adam": no_val}, metrics=("loss",), title="cmp")
+    assert len(runs.axes) == 1 and runs.get_suptitle() == "cmp"
+    labels = [line.get_label() for line in runs.axes[0].get_lines()]
+    assert {"SGD train", "SGD val", "Adam train"} <= set(labels)
+
+
+def test_plot_trajectories():
+    def bowl(p):
+        return 0.5 * (p[..., 0] ** 2 + 10 * p[..., 1] ** 2)
+
+    paths = {
+        "SGD": torch.tensor([[-2.0, 1.0], [-1.0, 0.2], [-0.5, 0.0]]),
+        "Adam": torch.tensor([[-2.0, 1.0], [-1.5, 0.5]]),
+    }
+    fig = plot.plot_trajectories(bowl, paths, xlim=(-3, 3), ylim=(-2, 2), levels=15, title="bowl")
+    main = fig.axes[0]
+    assert len(fig.axes) == 2  # the plot and its colour bar
+    assert main.get_title() == "bowl"
+    assert main.get_xlabel() and main.get_ylabel()
+    labels = [line.get_label() for line in main.get_lines()]
+    assert "SGD" in labels and "Adam" in labels and "minimum" in labels
+    star = next(line for line in main.get_lines() if line.get_label() == "minimum")
+    assert abs(star.get_xdata()[0]) < 0.05 and abs(star.get_ydata()[0]) < 0.05
+    levels = fig.axes[0].collections[0].levels
+    ratios = levels[1:] / levels[:-1]
+    assert len(levels) == 15 and ratios == pytest.approx(ratios[0])  # log-spaced
+
+
+def test_plot_gradient_norms():
+    names = [f"layers.{i}.conv" for i in range(6)]
+    plain = dict(zip(names, [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0], strict=True))
+    residual = dict(zip(names, [0.5, 0.6, 0.6, 0.7, 0.8, 1.0], strict=True))
+    fig = plot.plot_gradient_norms({"plain": plain, "residual": residual}, title="depth 6")
+    ax = fig.axes[0]
+    assert len(fig.axes) == 1 and ax.get_title() == "depth 6"
+    assert ax.get_yscale() == "log"
+    assert [line.get_label() for line in ax.get_lines()] == ["plain", "residual"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == names
+    single = plot.plot_gradient_norms(plain)
+    assert len(single.axes[0].get_lines()) == 1

@@ -9,6 +9,7 @@ time, or end the cell with ``plt.show()``. matplotlib is imported inside the fun
     show_images          a grid of (N, 1|3, H, W) images
     show_feature_maps    the channels of one activation (C, H, W), each with its own scale
     show_filters         the filters (F, C, KH, KW) of a conv layer, each normalized for display
+    show_sliding_windows where a conv / pooling window sits for chosen output cells (small grids)
     plot_history         loss and accuracy per epoch for one or several training runs
     plot_trajectories    optimizer paths on the contours of a 2-D loss function
     plot_gradient_norms  gradient norm per layer, one line per model, log scale
@@ -33,6 +34,7 @@ __all__ = [
     "show_feature_maps",
     "show_filters",
     "show_images",
+    "show_sliding_windows",
 ]
 
 _CELL_INCHES = 1.6  # width and height of one image in a grid
@@ -180,6 +182,127 @@ def show_filters(
     for index, (ax, kernel) in enumerate(zip(axes, shown, strict=True)):
         _draw_image(ax, kernel, normalize=True)
         ax.set_title(f"filter {index}", fontsize=8)
+    return fig
+
+
+def _draw_number_grid(
+    ax: Axes,
+    values: torch.Tensor,
+    left: float,
+    window: tuple[int, int, int, int],
+    border: int = 0,
+) -> None:
+    """Draw ``values: (R, C)`` as squares with numbers from x = ``left``; outline ``window``.
+
+    ``window = (top, left, height, width)`` in cells is outlined in red; cells within
+    ``border`` of the edge (zero padding) are shaded grey.
+    """
+    from matplotlib.patches import Rectangle
+
+    rows, cols = values.shape
+    for r in range(rows):
+        for c in range(cols):
+            inside = border <= r < rows - border and border <= c < cols - border
+            ax.add_patch(
+                Rectangle(
+                    (left + c, r),
+                    1,
+                    1,
+                    facecolor="white" if inside else "0.85",
+                    edgecolor="0.4",
+                    linewidth=0.8,
+                )
+            )
+            ax.text(
+                left + c + 0.5,
+                r + 0.5,
+                f"{values[r, c].item():.3g}",
+                ha="center",
+                va="center",
+                fontsize=9,
+            )
+    top, window_left, height, width = window
+    ax.add_patch(
+        Rectangle(
+            (left + window_left, top), width, height, fill=False, edgecolor="red", linewidth=2.5
+        )
+    )
+
+
+def show_sliding_windows(
+    x: torch.Tensor,
+    out: torch.Tensor,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: int = 0,
+    positions: Sequence[tuple[int, int]] | None = None,
+    ncols: int = 2,
+    suptitle: str | None = None,
+) -> Figure:
+    """Where a convolution or pooling window sits for chosen output cells (teaching figure).
+
+    One panel per output cell ``(i, j)``: the input grid ``x: (H, W)`` with ``padding`` rows
+    and columns of zeros shaded grey around it and the window outlined in red, its top-left
+    padded cell being ``(i*S, j*S)``; next to it the output grid ``out: (OH, OW)`` with cell
+    ``(i, j)`` outlined. Every value is written in its square, so keep grids small (about
+    8 x 8 at most). ``out`` is whatever the operation produced (``corr2d``, ``max_pool2d``...);
+    the figure does not recompute it. ``positions`` defaults to every output cell, at most 8.
+    """
+    import matplotlib.pyplot as plt
+
+    from course_lib._validate import check_int, check_tensor, pair
+
+    check_tensor(x, "x", 2, layout="(H, W)", floating=False)
+    check_tensor(out, "out", 2, layout="(OH, OW)", floating=False)
+    kernel_h, kernel_w = pair(kernel_size, "kernel_size", 1)
+    stride_h, stride_w = pair(stride, "stride", 1)
+    check_int(padding, "padding", 0)
+    check_int(ncols, "ncols", 1)
+    out_h, out_w = out.shape
+    if positions is None:
+        positions = [(i, j) for i in range(out_h) for j in range(out_w)][:8]
+    if len(positions) == 0:
+        raise ValueError("positions is empty; expected at least one output cell (i, j)")
+    x_pad = torch.nn.functional.pad(x.detach().cpu().double(), (padding,) * 4)
+    padded_h, padded_w = x_pad.shape
+    for i, j in positions:
+        if not (0 <= i < out_h and 0 <= j < out_w):
+            raise ValueError(
+                f"position {(i, j)} is outside the output grid of shape {(out_h, out_w)}"
+            )
+        if i * stride_h + kernel_h > padded_h or j * stride_w + kernel_w > padded_w:
+            raise ValueError(
+                f"the window of output cell {(i, j)} (kernel {(kernel_h, kernel_w)}, stride "
+                f"{(stride_h, stride_w)}) does not fit the padded input {(padded_h, padded_w)}; "
+                f"check kernel_size, stride and padding"
+            )
+    gap = 1.5  # empty columns between the input grid and the output grid
+    ncols = min(ncols, len(positions))
+    nrows = math.ceil(len(positions) / ncols)
+    total_w, total_h = padded_w + gap + out_w, max(padded_h, out_h)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(
+            ncols * (0.42 * total_w + 0.3),
+            nrows * (0.42 * total_h + 0.5) + (0.4 if suptitle else 0),
+        ),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax in axes.flat[len(positions) :]:
+        ax.remove()
+    values_out = out.detach().cpu().double()
+    for ax, (i, j) in zip(axes.flat[: len(positions)], positions, strict=True):
+        _draw_number_grid(ax, x_pad, 0, (i * stride_h, j * stride_w, kernel_h, kernel_w), padding)
+        _draw_number_grid(ax, values_out, padded_w + gap, (i, j, 1, 1))
+        ax.set_xlim(-0.1, total_w + 0.1)
+        ax.set_ylim(total_h + 0.1, -0.1)  # row 0 at the top, like a matrix
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.set_title(f"output[{i}, {j}]", fontsize=10)
+    if suptitle:
+        fig.suptitle(suptitle)
     return fig
 
 

@@ -151,3 +151,54 @@ def test_plot_gradient_norms():
     assert [t.get_text() for t in ax.get_xticklabels()] == names
     single = plot.plot_gradient_norms(plain)
     assert len(single.axes[0].get_lines()) == 1
+
+
+def _red_rectangles(ax) -> list[tuple[float, float, float, float]]:
+    """(x, y, width, height) of the red outlines in one show_sliding_windows panel."""
+    from matplotlib.colors import to_rgba
+
+    return [
+        (*patch.get_xy(), patch.get_width(), patch.get_height())
+        for patch in ax.patches
+        if patch.get_edgecolor() == to_rgba("red")
+    ]
+
+
+def test_show_sliding_windows_outlines_the_window_of_each_output_cell():
+    x = torch.arange(1.0, 26.0).view(5, 5)
+    out = torch.nn.functional.conv2d(x[None, None], torch.ones(1, 1, 3, 3), stride=2, padding=1)
+    fig = plot.show_sliding_windows(
+        x,
+        out[0, 0],
+        kernel_size=3,
+        stride=2,
+        padding=1,
+        positions=[(0, 0), (1, 2)],
+        ncols=2,
+        suptitle="demo",
+    )
+    assert _titles(fig) == ["output[0, 0]", "output[1, 2]"]
+    assert fig._suptitle.get_text() == "demo"
+    gap, padded = 1.5, 7  # 5 + 2 * padding
+    # input window at padded cell (i*S, j*S), 3x3; output cell (i, j), 1x1, right of the gap
+    assert _red_rectangles(fig.axes[0]) == [(0, 0, 3, 3), (padded + gap, 0, 1, 1)]
+    assert _red_rectangles(fig.axes[1]) == [(4, 2, 3, 3), (padded + gap + 2, 1, 1, 1)]
+    texts = [t.get_text() for t in fig.axes[1].texts]
+    assert len(texts) == 7 * 7 + 3 * 3
+    assert texts.count("0") == 7 * 7 - 25  # the zero padding
+    assert "117" in texts  # the centre window sum of the output
+
+
+def test_show_sliding_windows_defaults_and_bad_input():
+    grid = torch.tensor([[1.0, 2, 3], [4, 5, 6], [7, 8, 9]])
+    pooled = torch.nn.functional.max_pool2d(grid[None, None], 2, stride=1)[0, 0]
+    fig = plot.show_sliding_windows(grid, pooled, kernel_size=2, ncols=4)
+    assert len(fig.axes) == 4  # every output cell by default
+    big = plot.show_sliding_windows(torch.zeros(6, 6), torch.zeros(5, 5), kernel_size=2)
+    assert len(big.axes) == 8  # capped at 8 panels
+    with pytest.raises(ValueError, match="outside the output grid"):
+        plot.show_sliding_windows(grid, pooled, kernel_size=2, positions=[(2, 0)])
+    with pytest.raises(ValueError, match="does not fit"):
+        plot.show_sliding_windows(grid, pooled, kernel_size=2, stride=2)
+    with pytest.raises(ValueError):
+        plot.show_sliding_windows(grid[0], pooled, kernel_size=2)

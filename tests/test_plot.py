@@ -202,3 +202,18 @@ def test_show_sliding_windows_defaults_and_bad_input():
         plot.show_sliding_windows(grid, pooled, kernel_size=2, stride=2)
     with pytest.raises(ValueError):
         plot.show_sliding_windows(grid[0], pooled, kernel_size=2)
+
+
+def test_show_jpeg_displays_a_jpeg_and_closes_the_figure(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.imshow(torch.rand(64, 64).numpy(), cmap="gray")
+    plot.show_jpeg(fig, quality=70)
+    assert len(shown) == 1 and isinstance(shown[0], IPython.display.Image)
+    assert shown[0].format == "jpeg" and shown[0].data[:2] == b"\xff\xd8"  # JPEG magic bytes
+    assert not plt.fignum_exists(fig.number)
+    with pytest.raises(ValueError, match="quality"):
+        plot.show_jpeg(plt.figure(), quality=100)

@@ -7,11 +7,13 @@ what was checked, what was expected and what the code produced.
     forbid            context manager: calling e.g. ``torch.nn.functional.conv2d`` inside it fails
     calls_in_source   the dotted names a function's source calls or references (AST)
     uses_any          which of some names a function's source uses (matched by suffix)
+    refers_to_any     which of some objects a function's source refers to, aliases included
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import contextlib
 import importlib
 import inspect
@@ -29,6 +31,7 @@ __all__ = [
     "forbid",
     "calls_in_source",
     "uses_any",
+    "refers_to_any",
 ]
 
 
@@ -384,3 +387,69 @@ def uses_any(func: Callable | type, names: Iterable[str]) -> list[str]:
     """
     found = calls_in_source(func)
     return [name for name in names if any(_matches_suffix(f, name) for f in found)]
+
+
+def _namespace_of(obj: Callable | type) -> dict[str, Any]:
+    """The global namespace in which ``obj``'s source names are looked up."""
+    if isinstance(obj, type):
+        # A class from a notebook cell: its methods' globals are the notebook's namespace.
+        candidates = [getattr(member, "__func__", member) for member in vars(obj).values()]
+    else:
+        candidates = [inspect.unwrap(obj)]
+    for candidate in candidates:
+        if inspect.isfunction(candidate):
+            return candidate.__globals__
+    module = inspect.getmodule(obj)
+    return vars(module) if module is not None else {}
+
+
+def _lookup(name: str, namespace: dict[str, Any]) -> object:
+    """What a dotted name means in ``namespace`` (then builtins), or ``_MISSING``."""
+    first, *rest = name.split(".")
+    if first in namespace:
+        value = namespace[first]
+    elif hasattr(builtins, first):
+        value = getattr(builtins, first)
+    else:
+        return _MISSING
+    for part in rest:
+        try:
+            value = inspect.getattr_static(value, part)
+        except AttributeError:
+            return _MISSING
+    return value
+
+
+def refers_to_any(func: Callable | type, targets: Iterable[str]) -> list[str]:
+    """Which of the dotted ``targets`` ``func``'s source refers to, following aliases.
+
+    :func:`uses_any` matches names as written, so ``my_unfold = F.unfold`` (or ``from
+    torch.nn.functional import unfold as my_unfold``) in an earlier notebook cell followed by
+    ``my_unfold(x)`` inside the function goes unnoticed, and so does the alias at run time:
+    :func:`forbid` replaces the module attribute, not the alias. This function looks up every
+    name of :func:`calls_in_source` the way Python would when the function runs (first part in
+    the function's globals, then builtins; the rest as attributes) and reports each target
+    (``"torch.nn.functional.unfold"``, ``"course_lib.resnet.BasicBlock"``) that some name is the
+    *same object* as. For a class, its base classes count as well (``class Block(R.BasicBlock)``).
+    Names of local variables (``x.unfold``) cannot be resolved statically: combine with
+    :func:`uses_any`. Targets that do not exist in the installed version are ignored.
+    Returns the matching targets in their given order (empty list: none used).
+    """
+    targets = list(targets)
+    wanted: dict[str, object] = {}
+    for target in targets:
+        try:
+            owner, attr = _resolve_owner(target)
+        except ValueError:
+            continue
+        wanted[target] = inspect.getattr_static(owner, attr)
+    namespace = _namespace_of(func)
+    referred = [_lookup(name, namespace) for name in calls_in_source(func)]
+    if isinstance(func, type):
+        referred.extend(func.__mro__[1:])
+    used = {
+        target
+        for target, obj in wanted.items()
+        if any(candidate is obj for candidate in referred if candidate is not _MISSING)
+    }
+    return [target for target in targets if target in used]

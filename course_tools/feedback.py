@@ -7,7 +7,9 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
-HIDDEN_NOTE = "(traceback hidden: it would show the hidden tests; the message above says what failed)"
+HIDDEN_NOTE = (
+    "(traceback hidden: it would show the hidden tests; the message above says what failed)"
+)
 
 
 class HideHiddenTestTracebacks(NbGraderPreprocessor):

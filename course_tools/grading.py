@@ -1,7 +1,7 @@
 """The nbgrader pipeline of the course: release, example submissions, autograde, feedback, grades.
 
-    python -m course_tools.grading release    # regenerate assignments/ from solutions/
-    python -m course_tools.grading examples   # regenerate examples/submissions/ from the release
+    python -m course_tools.grading release    # regenerate assignments/ and examples/submissions/
+    python -m course_tools.grading examples   # only examples/submissions/ (from the release)
     python -m course_tools.grading demo       # grade the examples in demo_course/, print a table
 
 nbgrader runs as a subprocess (`python -m nbgrader ...`, the venv's bin on PATH because nbgrader
@@ -74,7 +74,7 @@ def run_nbgrader(course_dir: Path, *args: str, check: bool = True) -> subprocess
 
 
 def gradebook(course_dir: Path):
-    """An ``nbgrader.api.Gradebook`` on ``course_dir/gradebook.db`` (use it as a context manager)."""
+    """An ``nbgrader.api.Gradebook`` on ``course_dir/gradebook.db``; use it in a ``with``."""
     from nbgrader.api import Gradebook
 
     return Gradebook(f"sqlite:///{Path(course_dir).resolve() / 'gradebook.db'}", COURSE_ID)
@@ -86,9 +86,7 @@ def gradebook(course_dir: Path):
 def list_assignments(course_dir: Path = REPO_ROOT) -> list[str]:
     """Assignment ids with a source notebook ``solutions/<ps>/<ps>.ipynb``, sorted."""
     source = Path(course_dir) / SOURCE_DIR
-    return sorted(
-        path.name for path in source.iterdir() if (path / f"{path.name}.ipynb").is_file()
-    )
+    return sorted(path.name for path in source.iterdir() if (path / f"{path.name}.ipynb").is_file())
 
 
 def source_notebook(course_dir: Path, assignment: str) -> Path:
@@ -99,19 +97,24 @@ def release_notebook(course_dir: Path, assignment: str) -> Path:
     return Path(course_dir) / RELEASE_DIR / assignment / f"{assignment}.ipynb"
 
 
-def new_course(course_dir: Path, repo_root: Path = REPO_ROOT) -> Path:
+def new_course(
+    course_dir: Path, repo_root: Path = REPO_ROOT, assignments: Sequence[str] | None = None
+) -> Path:
     """A working course directory: the config and the source notebooks copied from the repo.
 
-    ``course_dir`` must not exist (nothing is overwritten).
+    ``assignments`` picks which sources to copy (default: all). ``course_dir`` must not exist:
+    nothing is ever overwritten.
     """
     course_dir = Path(course_dir)
     course_dir.mkdir(parents=True)
     shutil.copy2(repo_root / CONFIG_FILE, course_dir / CONFIG_FILE)
-    shutil.copytree(
-        repo_root / SOURCE_DIR,
-        course_dir / SOURCE_DIR,
-        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
-    )
+    (course_dir / SOURCE_DIR).mkdir()
+    for assignment in list_assignments(repo_root) if assignments is None else assignments:
+        shutil.copytree(
+            repo_root / SOURCE_DIR / assignment,
+            course_dir / SOURCE_DIR / assignment,
+            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
+        )
     return course_dir
 
 
@@ -137,9 +140,14 @@ def generate_release(course_dir: Path, assignments: Sequence[str] | None = None)
 
 
 def release(repo_root: Path = REPO_ROOT) -> list[str]:
-    """Regenerate the committed release ``assignments/`` from ``solutions/``; deterministic."""
+    """Regenerate the committed ``assignments/`` from ``solutions/``, then the example submissions.
+
+    Deterministic: running it twice gives no git diff. The examples are rebuilt too because they
+    are made from the release (see `make_examples`), so the two never go stale separately.
+    """
     assignments = list_assignments(repo_root)
     generate_release(repo_root, assignments)
+    make_examples(repo_root, assignments=assignments)
     return assignments
 
 
@@ -174,7 +182,9 @@ def make_examples(
             spec = nbtools.load_partial_spec(spec_path)
             versions["example-partial"] = nbtools.apply_replacements(complete, spec["replace"])
         else:
-            print(f"note: no {spec_path.relative_to(repo_root)}; no partial example for {assignment}")
+            print(
+                f"note: no {spec_path.relative_to(repo_root)}; no partial example for {assignment}"
+            )
         for student, nb in versions.items():
             path = out_dir / student / assignment / f"{assignment}.ipynb"
             nbtools.write_notebook(nb, path)
@@ -208,13 +218,16 @@ def copy_submissions(
 # --- grading -------------------------------------------------------------------------------
 
 
-def autograde(course_dir: Path, assignment: str, student: str | None = None) -> float:
+def autograde(
+    course_dir: Path, assignment: str, student: str | None = None, extra_args: Sequence[str] = ()
+) -> float:
     """``nbgrader autograde`` one assignment (all submitted students); returns seconds taken.
 
     No `--force`: submissions that were autograded before are skipped, so a rerun after a crash
-    grades only what is missing and never throws away existing grades.
+    grades only what is missing and never throws away existing grades. ``extra_args`` go to
+    nbgrader as they are (e.g. ``--IgnorePattern.enabled=False``).
     """
-    args = ["autograde", assignment]
+    args = ["autograde", assignment, *extra_args]
     if student:
         args.append(f"--student={student}")
     start = time.perf_counter()
@@ -300,11 +313,15 @@ def grade_table(scores: dict[tuple[str, str], SubmissionScore], assignments: Seq
     students = sorted({student for student, _ in scores})
     header = ["student", *assignments]
     rows = [
-        [student] + [scores[(student, a)].summary() if (student, a) in scores else "-" for a in assignments]
+        [student]
+        + [scores[(student, a)].summary() if (student, a) in scores else "-" for a in assignments]
         for student in students
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -391,20 +408,25 @@ def demo(repo_root: Path = REPO_ROOT, course_dir: Path | None = None) -> Grading
     print()
     print(f"feedback:   {course_dir / 'feedback'}/<student>/<ps>/<ps>.html")
     print(f"grades CSV: {run.csv_path}")
-    print(f"gradebook:  {course_dir / 'gradebook.db'} (grade written answers with `nbgrader formgrader`)")
+    print(f"gradebook:  {course_dir / 'gradebook.db'} (written answers: `nbgrader formgrader`)")
     if run.failures:
         print(f"FAILED: {', '.join(run.failures)} (see the messages above)")
     return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_tools.grading", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_tools.grading",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["release", "examples", "demo"])
     args = parser.parse_args(argv)
     if args.command == "release":
         assignments = release()
-        print(f"released {', '.join(assignments)} into {REPO_ROOT / RELEASE_DIR}")
+        print(
+            f"released {', '.join(assignments)} into {RELEASE_DIR}/ and {EXAMPLES_DIR}/submissions/"
+        )
     elif args.command == "examples":
         for path in make_examples():
             print(f"wrote {path.relative_to(REPO_ROOT)}")

@@ -98,7 +98,9 @@ def split_regions(source: str, begin: str, end: str) -> tuple[list[str], list[st
 def without_solution_markers(source: str) -> str:
     """The reference solution as a student would type it: the marker lines removed."""
     lines = [
-        line for line in source.splitlines() if BEGIN_SOLUTION not in line and END_SOLUTION not in line
+        line
+        for line in source.splitlines()
+        if BEGIN_SOLUTION not in line and END_SOLUTION not in line
     ]
     return "\n".join(lines)
 

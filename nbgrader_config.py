@@ -27,8 +27,8 @@ c.CourseDirectory.release_directory = "assignments"
 c.ClearSolutions.code_stub = {
     "python": (
         "# YOUR CODE HERE\n"
-        'raise NotImplementedError("Replace this line with your code; the docstring above '
-        'says what to return.")'
+        'raise NotImplementedError("Replace this line with your code: the docstring and the '
+        'instructions above say what it must do.")'
     )
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

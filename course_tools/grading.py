@@ -308,33 +308,59 @@ def set_manual_grade(
         gb.db.commit()
 
 
+def _format_table(header: Sequence[str], rows: dict[str, dict[str, str]]) -> str:
+    """Plain-text columns: ``rows[label][column]``, "-" where a value is missing."""
+    lines = [list(header)] + [
+        [label] + [values.get(column, "-") for column in header[1:]]
+        for label, values in rows.items()
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines
+    ]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in text)
+
+
 def grade_table(scores: dict[tuple[str, str], SubmissionScore], assignments: Sequence[str]) -> str:
     """A plain-text table: one row per student, one column per assignment."""
-    students = sorted({student for student, _ in scores})
-    header = ["student", *assignments]
-    rows = [
-        [student]
-        + [scores[(student, a)].summary() if (student, a) in scores else "-" for a in assignments]
+    rows: dict[str, dict[str, str]] = {}
+    for (student, assignment), score in sorted(scores.items()):
+        rows.setdefault(student, {})[assignment] = score.summary()
+    return _format_table(["student", *assignments], rows)
+
+
+def timing_table(run: GradingRun) -> str:
+    """Autograde seconds per notebook: one row per student, one column per assignment."""
+    students = sorted({student for _, student in run.autograde_seconds})
+    rows = {
+        student: {
+            a: f"{run.autograde_seconds[(a, student)]:.1f}"
+            for a in run.assignments
+            if (a, student) in run.autograde_seconds
+        }
         for student in students
-    ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in [header, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    }
+    totals = {a: f"{s:.1f}" for a, s in run.seconds_per_assignment().items()}
+    return _format_table(["student", *run.assignments], {**rows, "total": totals})
 
 
 @dataclass
 class GradingRun:
-    """What `grade_course` did: seconds per assignment, failures, where the outputs are."""
+    """What `grade_course` did: autograde seconds per notebook, failures, where outputs are."""
 
     course_dir: Path
     assignments: list[str]
-    autograde_seconds: dict[str, float]
-    failures: dict[str, str]
+    autograde_seconds: dict[tuple[str, str], float]  # (assignment, student) -> seconds
+    failures: dict[str, str]  # "assignment" or "assignment/student" -> nbgrader's log tail
     csv_path: Path | None = None
+
+    def seconds_per_assignment(self) -> dict[str, float]:
+        """Total autograde seconds of each assignment (all its submissions)."""
+        totals: dict[str, float] = {}
+        for (assignment, _), seconds in self.autograde_seconds.items():
+            totals[assignment] = totals.get(assignment, 0.0) + seconds
+        return totals
 
 
 def grade_course(
@@ -342,7 +368,9 @@ def grade_course(
 ) -> GradingRun:
     """Release, submissions, autograde, feedback and CSV in a prepared ``course_dir``.
 
-    A failing assignment is reported in ``failures`` and the others go on; nothing is deleted.
+    Each submission is autograded on its own (one `nbgrader autograde --student` each), so the
+    time per notebook is measured and one crashing submission cannot stop the others. Failures
+    are collected in ``failures``; nothing is deleted.
     """
     course_dir = Path(course_dir)
     assignments = list(assignments or list_assignments(course_dir))
@@ -351,16 +379,22 @@ def grade_course(
     log(f"release: generate_assignment for {', '.join(assignments)}")
     generate_release(course_dir, assignments)
     register(course_dir, assignments, students)
-    copy_submissions(examples_dir, course_dir, assignments)
+    submissions = copy_submissions(examples_dir, course_dir, assignments)
     for assignment in assignments:
+        for student in sorted(s for s, a in submissions if a == assignment):
+            try:
+                seconds = autograde(course_dir, assignment, student)
+            except GradingError as error:  # keep going: the other submissions still get graded
+                run.failures[f"{assignment}/{student}"] = str(error)
+                log(f"autograde {assignment} of {student} FAILED (submission untouched):\n{error}")
+                continue
+            run.autograde_seconds[(assignment, student)] = seconds
+            log(f"autograde {assignment} of {student}: {seconds:.1f} s")
         try:
-            seconds = autograde(course_dir, assignment)
-            run.autograde_seconds[assignment] = seconds
-            log(f"autograde {assignment}: {seconds:.1f} s")
             generate_feedback(course_dir, assignment)
-        except GradingError as error:  # keep going: the other assignments still get graded
+        except GradingError as error:
             run.failures[assignment] = str(error)
-            log(f"autograde {assignment} FAILED (submissions untouched):\n{error}")
+            log(f"feedback for {assignment} FAILED:\n{error}")
     run.csv_path = export_grades(course_dir, course_dir / "grades.csv")
     return run
 
@@ -402,9 +436,8 @@ def demo(repo_root: Path = REPO_ROOT, course_dir: Path | None = None) -> Grading
     print("Grades (autograded score/max; written answers wait for a human grader):")
     print(grade_table(scores, run.assignments))
     print()
-    print("Autograde time per assignment (all example submissions):")
-    for assignment, seconds in run.autograde_seconds.items():
-        print(f"  {assignment:<24} {seconds:6.1f} s")
+    print("Autograde time per notebook (seconds, including nbgrader and kernel start-up):")
+    print(timing_table(run))
     print()
     print(f"feedback:   {course_dir / 'feedback'}/<student>/<ps>/<ps>.html")
     print(f"grades CSV: {run.csv_path}")

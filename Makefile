@@ -4,6 +4,9 @@ BIN := $(VENV)/bin
 # nbgrader calls `alembic` when it creates a gradebook: the venv's bin must be on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
+# Tests run two processes (pytest-xdist) on a 2-core machine: one BLAS/OpenMP thread each.
+# Letting every process spawn a thread per core made small-tensor training up to 50x slower.
+TEST_THREADS ?= 1
 
 .PHONY: setup demo test test-fast lectures release lint
 
@@ -16,17 +19,17 @@ demo: setup
 
 ## every test: library, notebooks (nbval), grading pipeline
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile tests lectures solutions \
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n 2 --dist loadfile tests lectures solutions \
 		--nbval --nbval-current-env --nbval-cell-timeout=600 \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg
 
 ## library tests only (seconds)
 test-fast: setup
-	$(BIN)/python -m pytest -n 2 tests -m "not slow"
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n 2 tests -m "not slow"
 
 ## re-execute the lecture and solution notebooks in place (after editing them)
 lectures: setup
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace lectures/*.ipynb solutions/*/*.ipynb
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/jupyter nbconvert --to notebook --execute --inplace lectures/*.ipynb solutions/*/*.ipynb
 
 ## regenerate the committed student release in assignments/ from solutions/
 release: setup

@@ -3,7 +3,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # nbgrader calls `alembic` when it creates a gradebook: the venv's bin must be on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
-export PYTHONWARNINGS ?= ignore::DeprecationWarning
 # Tests run two processes (pytest-xdist) on a 2-core machine: one BLAS/OpenMP thread each.
 # Letting every process spawn a thread per core made small-tensor training up to 50x slower.
 TEST_THREADS ?= 1

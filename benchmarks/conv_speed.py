@@ -67,8 +67,10 @@ def bench_device(device: torch.device, quick: bool) -> None:
     small_w = torch.randn(4, 3, 3, 3, device=device)
     t_naive = median_seconds(lambda: conv.conv2d_naive(small, small_w, padding=1), device, 2)
     t_small = median_seconds(lambda: F.conv2d(small, small_w, padding=1), device, repeats)
-    print(f"  conv2d_naive on {tuple(small.shape)}: {t_naive * 1e3:.1f} ms = "
-          f"{t_naive / t_small:,.0f}x F.conv2d on the same input")
+    print(
+        f"  conv2d_naive on {tuple(small.shape)}: {t_naive * 1e3:.1f} ms = "
+        f"{t_naive / t_small:,.0f}x F.conv2d on the same input"
+    )
 
     cols = conv.im2col(x, 3, padding=1)
     blow_up = cols.numel() / x.numel()
@@ -82,8 +84,10 @@ def bench_device(device: torch.device, quick: bool) -> None:
     ]:
         t_o = median_seconds(ours, device, repeats)
         t_t = median_seconds(theirs, device, repeats)
-        print(f"  {name:<12} ours {t_o * 1e3:8.2f} ms, torch {t_t * 1e3:8.2f} ms, "
-              f"ratio {t_o / t_t:5.1f}x")
+        print(
+            f"  {name:<12} ours {t_o * 1e3:8.2f} ms, torch {t_t * 1e3:8.2f} ms, "
+            f"ratio {t_o / t_t:5.1f}x"
+        )
 
 
 def main() -> None:

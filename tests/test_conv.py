@@ -5,21 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import DTYPES, PROPERTY_SETTINGS, TOLERANCE
 from torch import nn
 
 from course_lib import conv
-
-DTYPES = [torch.float64, torch.float32]
-TOLERANCE = {
-    torch.float64: {"rtol": 1e-10, "atol": 1e-10},
-    torch.float32: {"rtol": 1e-5, "atol": 1e-5},
-}
-# `device` is a function-scoped fixture; it does not change between hypothesis examples.
-PROPERTY_SETTINGS = settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,8 @@ test-fast: setup
 
 ## re-execute the lecture and solution notebooks in place (after editing them)
 lectures: setup
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/jupyter nbconvert --to notebook --execute --inplace lectures/*.ipynb solutions/*/*.ipynb
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.store_widget_state=False lectures/*.ipynb solutions/*/*.ipynb
 
 ## regenerate the committed student release in assignments/ from solutions/
 release: setup

@@ -368,6 +368,7 @@ def plot_history(
     Epochs are numbered from 1.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     runs = {"": histories} if _is_single_history(histories) else dict(histories)
     if not runs:
@@ -390,6 +391,7 @@ def plot_history(
             if best is not None:
                 ax.axvline(best + 1, color=colour, linestyle=":", linewidth=1)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_ylabel(label)
         ax.set_title(f"{label} per epoch")
         ax.legend(fontsize=8)

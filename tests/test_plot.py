@@ -109,6 +109,9 @@ def test_plot_history_one_and_several_runs():
     loss_ax = fig.axes[0]
     assert len(loss_ax.get_lines()) == 3  # train, val, best-epoch marker
     assert list(loss_ax.get_lines()[0].get_xdata()) == [1, 2, 3]
+    fig.canvas.draw()
+    ticks = [t for t in loss_ax.get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks), f"epoch ticks {ticks}"
 
     no_val = {"train_loss": [1.0, 0.5], "train_acc": [0.5, 0.7]}  # a plain dict works too
     runs = plot.plot_history({"SGD": history, "Adam": no_val}, metrics=("loss",), title="cmp")

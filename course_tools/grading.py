@@ -39,7 +39,15 @@ CONFIG_FILE = "nbgrader_config.py"
 SOURCE_DIR = "solutions"
 RELEASE_DIR = "assignments"
 EXAMPLES_DIR = Path("examples")
-EXAMPLE_STUDENTS = ("example-complete", "example-blank", "example-partial")
+# Students made from a spec ``examples/<kind>/<ps>.json`` (cells replaced in the complete example):
+# partial = plausible mistakes, cheat = calls the library operator the exercise asks for (no spec
+# for ps5, which forbids nothing), alternative = correct code in another style (full marks).
+SPEC_STUDENTS = {
+    "example-partial": "partial",
+    "example-cheat": "cheat",
+    "example-alternative": "alternative",
+}
+EXAMPLE_STUDENTS = ("example-complete", "example-blank", *SPEC_STUDENTS)
 DEMO_DIR = "demo_course"
 
 
@@ -154,17 +162,46 @@ def release(repo_root: Path = REPO_ROOT) -> list[str]:
 # --- example submissions -------------------------------------------------------------------
 
 
+def spec_file(repo_root: Path, kind: str, assignment: str) -> Path:
+    """``examples/<kind>/<ps>.json``: the cells that make a partial/cheat/alternative student."""
+    return Path(repo_root) / EXAMPLES_DIR / kind / f"{assignment}.json"
+
+
+def expected_scores(
+    repo_root: Path = REPO_ROOT, assignments: Sequence[str] | None = None
+) -> dict[tuple[str, str], float]:
+    """``(student, assignment) -> autograded score`` the shipped examples must get.
+
+    complete: every test's points, blank: 0, the spec students: their spec's ``expected_score``
+    (only where the spec exists).
+    """
+    expected = {}
+    for assignment in assignments or list_assignments(repo_root):
+        source = nbtools.read_notebook(source_notebook(repo_root, assignment))
+        total = float(
+            sum(nbtools.nbgrader_meta(c)["points"] for c in source.cells if nbtools.is_test_cell(c))
+        )
+        expected[("example-complete", assignment)] = total
+        expected[("example-blank", assignment)] = 0.0
+        for student, kind in SPEC_STUDENTS.items():
+            path = spec_file(repo_root, kind, assignment)
+            if path.is_file():
+                spec = nbtools.load_partial_spec(path)
+                expected[(student, assignment)] = float(spec["expected_score"])
+    return expected
+
+
 def make_examples(
     repo_root: Path = REPO_ROOT,
     out_dir: Path | None = None,
     assignments: Sequence[str] | None = None,
 ) -> list[Path]:
-    """Write ``<out_dir>/<student>/<ps>/<ps>.ipynb`` for the three example students.
+    """Write ``<out_dir>/<student>/<ps>/<ps>.ipynb`` for the example students.
 
     blank: the release notebook; complete: every solution cell holds the reference solution of the
-    source notebook; partial: complete with the cells of ``examples/partial/<ps>.json`` replaced
-    (skipped, with a message, for assignments without that file). Reads the committed release, so
-    run `release` first.
+    source notebook; partial, cheat, alternative (`SPEC_STUDENTS`): complete with the cells of
+    ``examples/<kind>/<ps>.json`` replaced (skipped, with a message, for assignments without that
+    file). Reads the committed release, so run `release` first.
     """
     repo_root = Path(repo_root)
     out_dir = Path(out_dir) if out_dir else repo_root / EXAMPLES_DIR / "submissions"
@@ -177,14 +214,16 @@ def make_examples(
             release_nb, nbtools.read_notebook(source_notebook(repo_root, assignment))
         )
         versions = {"example-blank": release_nb, "example-complete": complete}
-        spec_path = repo_root / EXAMPLES_DIR / "partial" / f"{assignment}.json"
-        if spec_path.is_file():
-            spec = nbtools.load_partial_spec(spec_path)
-            versions["example-partial"] = nbtools.apply_replacements(complete, spec["replace"])
-        else:
-            print(
-                f"note: no {spec_path.relative_to(repo_root)}; no partial example for {assignment}"
-            )
+        for student, kind in SPEC_STUDENTS.items():
+            spec_path = spec_file(repo_root, kind, assignment)
+            if spec_path.is_file():
+                spec = nbtools.load_partial_spec(spec_path)
+                versions[student] = nbtools.apply_replacements(complete, spec["replace"])
+            else:
+                print(
+                    f"note: no {spec_path.relative_to(repo_root)}: "
+                    f"no {kind} example for {assignment}"
+                )
         for student, nb in versions.items():
             path = out_dir / student / assignment / f"{assignment}.ipynb"
             nbtools.write_notebook(nb, path)
@@ -435,6 +474,12 @@ def demo(repo_root: Path = REPO_ROOT, course_dir: Path | None = None) -> Grading
     print()
     print("Grades (autograded score/max; written answers wait for a human grader):")
     print(grade_table(scores, run.assignments))
+    wrong = [
+        f"{student} {assignment}: {scores[(student, assignment)].auto_score:g}, expected {points:g}"
+        for (student, assignment), points in expected_scores(repo_root, run.assignments).items()
+        if (student, assignment) in scores and scores[(student, assignment)].auto_score != points
+    ]
+    print("UNEXPECTED: " + "; ".join(wrong) if wrong else "every example got its expected score")
     print()
     print("Autograde time per notebook (seconds, including nbgrader and kernel start-up):")
     print(timing_table(run))

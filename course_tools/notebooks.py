@@ -4,7 +4,8 @@ and the example submissions built from a release notebook.
 An example submission is what a student would hand in: the release notebook with some solution
 cells filled in. `complete` fills every solution cell with the reference solution from the source
 notebook (the cell with the same ``grade_id``); `partial` then overwrites a few cells with the
-plausible mistakes listed in ``examples/partial/<ps>.json``; `blank` is the release unchanged.
+plausible mistakes listed in ``examples/partial/<ps>.json`` (likewise `cheat` and `alternative`
+from ``examples/cheat/`` and ``examples/alternative/``); `blank` is the release unchanged.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def apply_replacements(nb: NotebookNode, replace: Mapping[str, str]) -> Notebook
 
 
 def load_partial_spec(path: str | Path) -> dict:
-    """Read ``examples/partial/<ps>.json`` and check its keys."""
+    """Read ``examples/<kind>/<ps>.json`` (partial, cheat, alternative) and check its keys."""
     spec = json.loads(Path(path).read_text())
     missing = {"assignment", "replace", "expected_score", "max_score"} - spec.keys()
     if missing:

@@ -97,7 +97,7 @@ def test_committed_release_is_what_generate_assignment_makes(tmp_path):
 
 
 def test_committed_examples_are_what_make_examples_makes(tmp_path):
-    """examples/submissions/ is generated from the committed release + solutions + partial specs."""
+    """examples/submissions/ is generated from the committed release + solutions + example specs."""
     grading.make_examples(REPO, out_dir=tmp_path)
     committed = REPO / grading.EXAMPLES_DIR / "submissions"
     assert _files(tmp_path) == _files(committed), (
@@ -112,13 +112,25 @@ def test_committed_examples_are_what_make_examples_makes(tmp_path):
     )
 
 
+def _forbids_something(assignment: str) -> bool:
+    """Whether a hidden test forbids an operator (then a cheating example must exist)."""
+    source = _source(assignment)
+    return any("forbid(" in cell.source for cell in source.cells if nbtools.is_test_cell(cell))
+
+
+@pytest.mark.parametrize("kind", sorted(set(grading.SPEC_STUDENTS.values())))
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_partial_spec_matches_the_notebook(assignment):
-    """The partial example replaces real solution cells and states the notebook's total points."""
-    spec_path = REPO / grading.EXAMPLES_DIR / "partial" / f"{assignment}.json"
+def test_example_spec_matches_the_notebook(assignment, kind):
+    """The partial / cheat / alternative examples replace real solution cells and state the
+    notebook's total points; partial passes some tests, cheat loses some, alternative none."""
+    spec_path = grading.spec_file(REPO, kind, assignment)
+    if kind == "cheat" and not _forbids_something(assignment):
+        assert not spec_path.is_file(), f"{assignment} forbids nothing: no cheat example to make"
+        return
     assert spec_path.is_file(), f"{spec_path} is missing"
     spec = nbtools.load_partial_spec(spec_path)
     assert spec["assignment"] == assignment
+    assert spec.get("description"), f"{spec_path}: say what the example does and why it scores so"
     source = _source(assignment)
     cells = nbtools.cells_by_grade_id(source)
     for grade_id in spec["replace"]:
@@ -129,4 +141,9 @@ def test_partial_spec_matches_the_notebook(assignment):
     assert spec["max_score"] == test_points, (
         f"max_score {spec['max_score']} but the test cells are worth {test_points}"
     )
-    assert 0 < spec["expected_score"] < spec["max_score"], "a partial example passes some tests"
+    if kind == "partial":
+        assert 0 < spec["expected_score"] < spec["max_score"], "a partial example passes some tests"
+    elif kind == "cheat":
+        assert 0 <= spec["expected_score"] < spec["max_score"], "a cheat must lose points"
+    else:
+        assert spec["expected_score"] == spec["max_score"], "a correct alternative gets full marks"

@@ -111,7 +111,8 @@ def secret_lines(nb: NotebookNode, begin: str, end: str) -> set[str]:
 
     Lines that also appear in the public part of the notebook (a signature repeated in a
     docstring, a visible assert also used hidden) are not secret and are left out, as are short
-    lines and comments; what remains must never show up in a release or a feedback page.
+    lines, comments and imports (a student may well type `import functools` too); what remains
+    must never show up in a release or a feedback page.
     """
     public: set[str] = set()
     secret: set[str] = set()
@@ -122,7 +123,7 @@ def secret_lines(nb: NotebookNode, begin: str, end: str) -> set[str]:
     return {
         line
         for line in secret - public
-        if len(line) >= MIN_DISTINCTIVE_LENGTH and not line.startswith("#")
+        if len(line) >= MIN_DISTINCTIVE_LENGTH and not line.startswith(("#", "import ", "from "))
     }
 
 

@@ -8,6 +8,7 @@ what was checked, what was expected and what the code produced.
     calls_in_source   the dotted names a function's source calls or references (AST)
     uses_any          which of some names a function's source uses (matched by suffix)
     refers_to_any     which of some objects a function's source refers to, aliases included
+    own_code_uses     forbidden names or objects reached by a function or the notebook code it calls
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import functools
 import importlib
 import inspect
 import numbers
@@ -453,3 +455,56 @@ def refers_to_any(func: Callable | type, targets: Iterable[str]) -> list[str]:
         if any(candidate is obj for candidate in referred if candidate is not _MISSING)
     }
     return [target for target in targets if target in used]
+
+
+def _defined_in_notebook(obj: object) -> bool:
+    """True for a function or class written in the notebook itself (module ``__main__``)."""
+    return (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == "__main__"
+
+
+def own_code_uses(
+    func: Callable | type, names: Iterable[str], targets: Iterable[str] = ()
+) -> list[str]:
+    """Forbidden ``names`` and ``targets`` used by ``func`` or by the notebook code it calls.
+
+    A student's helper is *read*, not judged by its name: a helper called ``unfold`` that
+    gathers windows by index arithmetic is fine, while ``conv = F.conv2d`` in an earlier cell,
+    ``functools.partial(F.conv2d, ...)`` or a helper that calls ``F.conv2d`` are caught. Starting
+    from ``func``, every name of :func:`calls_in_source` is looked up in the function's globals;
+    functions and classes defined in the notebook are followed transitively, everything else is
+    checked against ``names`` (whole dotted suffixes, as :func:`uses_any`) and against the
+    objects the dotted ``targets`` resolve to (as :func:`refers_to_any`).
+
+    Returns the sorted offending names (empty list: the code is the student's own). Typical use
+    in a hidden test:
+
+        assert not own_code_uses(conv2d_loops, ["conv2d", "unfold"], FORBIDDEN)
+    """
+    names, targets = list(names), list(targets)
+    forbidden_objects = []
+    for target in targets:
+        try:
+            owner, attr = _resolve_owner(target)
+        except ValueError:  # not in this version of the library: nothing to catch
+            continue
+        forbidden_objects.append(inspect.getattr_static(owner, attr))
+    found: set[str] = set()
+    todo, seen = [func], set()
+    while todo:
+        code = todo.pop()
+        if id(code) in seen:
+            continue
+        seen.add(id(code))
+        namespace = _namespace_of(code)
+        for name in calls_in_source(code):
+            obj = _lookup(name, namespace)
+            while isinstance(obj, functools.partial):  # partial(F.conv2d, ...) is F.conv2d
+                obj = obj.func
+            if _defined_in_notebook(obj):
+                todo.append(obj)  # the student's own code: read it instead of its name
+                continue
+            if any(obj is forbidden for forbidden in forbidden_objects):
+                found.add(name)
+            found.update(wanted for wanted in names if _matches_suffix(name, wanted))
+        found.update(refers_to_any(code, targets))
+    return sorted(found)

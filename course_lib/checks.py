@@ -422,6 +422,19 @@ def _lookup(name: str, namespace: dict[str, Any]) -> object:
     return value
 
 
+def _resolve_targets(targets: Iterable[str]) -> dict[str, object]:
+    """Dotted target -> the object it names; targets missing from the installed version are
+    left out (nothing to catch)."""
+    resolved: dict[str, object] = {}
+    for target in targets:
+        try:
+            owner, attr = _resolve_owner(target)
+        except ValueError:
+            continue
+        resolved[target] = inspect.getattr_static(owner, attr)
+    return resolved
+
+
 def refers_to_any(func: Callable | type, targets: Iterable[str]) -> list[str]:
     """Which of the dotted ``targets`` ``func``'s source refers to, following aliases.
 
@@ -438,13 +451,7 @@ def refers_to_any(func: Callable | type, targets: Iterable[str]) -> list[str]:
     Returns the matching targets in their given order (empty list: none used).
     """
     targets = list(targets)
-    wanted: dict[str, object] = {}
-    for target in targets:
-        try:
-            owner, attr = _resolve_owner(target)
-        except ValueError:
-            continue
-        wanted[target] = inspect.getattr_static(owner, attr)
+    wanted = _resolve_targets(targets)
     namespace = _namespace_of(func)
     referred = [_lookup(name, namespace) for name in calls_in_source(func)]
     if isinstance(func, type):
@@ -481,13 +488,7 @@ def own_code_uses(
         assert not own_code_uses(conv2d_loops, ["conv2d", "unfold"], FORBIDDEN)
     """
     names, targets = list(names), list(targets)
-    forbidden_objects = []
-    for target in targets:
-        try:
-            owner, attr = _resolve_owner(target)
-        except ValueError:  # not in this version of the library: nothing to catch
-            continue
-        forbidden_objects.append(inspect.getattr_static(owner, attr))
+    forbidden_objects = list(_resolve_targets(targets).values())
     found: set[str] = set()
     todo, seen = [func], set()
     while todo:

@@ -9,6 +9,7 @@
     data      CIFAR-10 and offline real datasets, augmentations
     plot      image grids, feature maps, filters, curves, optimizer trajectories
     checks    helpers for autograded tests (clear failure messages, forbidden calls)
+    source    ``show_source``: the real code of an implementation, shown in a lecture
 
 Importing ``course_lib`` is cheap: submodules load on first use, so
 ``import course_lib`` never pulls in matplotlib, torchvision or scikit-learn.
@@ -21,7 +22,18 @@ from types import ModuleType
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("conv", "pooling", "norm", "resnet", "optim", "train", "data", "plot", "checks")
+_SUBMODULES = (
+    "conv",
+    "pooling",
+    "norm",
+    "resnet",
+    "optim",
+    "train",
+    "data",
+    "plot",
+    "checks",
+    "source",
+)
 
 __all__ = list(_SUBMODULES)
 

@@ -1,6 +1,6 @@
 """Instructor tooling for the CNN course.
 
-grading    build the student release, make the example submissions, autograde them,
-           feedback and grade export (`python -m course_tools.grading {release,examples,demo}`)
+grading    (package) the student release, the example submissions, autograding, feedback and
+           grade export: `python -m course_tools.grading {release,examples,autograde,demo}`
 feedback   the nbgrader preprocessor that keeps hidden tests out of the feedback HTML
 """

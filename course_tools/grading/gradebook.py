@@ -1,0 +1,134 @@
+"""The gradebook: registering assignments and students, reading scores, manual grades, backups.
+
+Scores are always read from the gradebook (never from exit codes: `nbgrader validate` exits 0
+even when tests fail).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from course_tools.grading.course import COURSE_ID, venv_bin_on_path
+
+GRADEBOOK_FILE = "gradebook.db"
+BACKUP_DIR = "gradebook_backups"
+
+
+def gradebook(course_dir: Path):
+    """An ``nbgrader.api.Gradebook`` on ``course_dir/gradebook.db``; use it in a ``with``."""
+    from nbgrader.api import Gradebook
+
+    venv_bin_on_path()  # creating a gradebook runs `alembic` from PATH
+    return Gradebook(f"sqlite:///{Path(course_dir).resolve() / GRADEBOOK_FILE}", COURSE_ID)
+
+
+def register(course_dir: Path, assignments: Iterable[str], students: Iterable[str] = ()) -> None:
+    """List the assignments and students in the gradebook (created if missing)."""
+    with gradebook(course_dir) as gb:
+        for assignment in assignments:
+            gb.update_or_create_assignment(assignment)
+        for student in students:
+            gb.update_or_create_student(student)
+
+
+def backup_gradebook(course_dir: Path, label: str = "autograde") -> Path | None:
+    """Copy ``gradebook.db`` to ``gradebook_backups/gradebook-<time>-<label>.db``; return the copy.
+
+    SQLite's online backup API gives a consistent copy even while another process writes.
+    Returns None when there is no gradebook yet (nothing to lose).
+    """
+    course_dir = Path(course_dir)
+    db = course_dir / GRADEBOOK_FILE
+    if not db.is_file():
+        return None
+    folder = course_dir / BACKUP_DIR
+    folder.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = folder / f"gradebook-{stamp}-{label}.db"
+    suffix = 1
+    while target.exists():
+        target = folder / f"gradebook-{stamp}-{label}-{suffix}.db"
+        suffix += 1
+    with sqlite3.connect(db) as source, sqlite3.connect(target) as copy:
+        source.backup(copy)
+    return target
+
+
+def move_aside(path: Path) -> Path | None:
+    """Rename an existing ``path`` to ``<path>.bak-<timestamp>`` (never delete it)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+    suffix = 1
+    while backup.exists():
+        backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}-{suffix}")
+        suffix += 1
+    path.rename(backup)
+    return backup
+
+
+@dataclass(frozen=True)
+class SubmissionScore:
+    """Autograded and manual points of one submission, read from the gradebook."""
+
+    student: str
+    assignment: str
+    auto_score: float
+    auto_max: float
+    manual_score: float  # points given by a human so far
+    manual_max: float
+    manual_pending: float  # points of manual cells nobody has graded yet
+
+    def summary(self) -> str:
+        text = f"{self.auto_score:g}/{self.auto_max:g}"
+        if self.manual_max:
+            if self.manual_pending:
+                text += f" +{self.manual_pending:g} manual pending"
+            else:
+                text += f" +{self.manual_score:g}/{self.manual_max:g} manual"
+        return text
+
+
+def read_scores(course_dir: Path) -> dict[tuple[str, str], SubmissionScore]:
+    """``(student, assignment) -> SubmissionScore`` for every graded submission.
+
+    Code grade cells are the autograded tests; markdown grade cells are the written answers graded
+    by hand (pending while ``needs_manual_grade`` is set).
+    """
+    scores = {}
+    with gradebook(course_dir) as gb:
+        for assignment in gb.assignments:
+            for submission in assignment.submissions:
+                auto = auto_max = manual = manual_max = pending = 0.0
+                for notebook in submission.notebooks:
+                    for grade in notebook.grades:
+                        if grade.cell.cell_type == "code":
+                            auto += grade.auto_score or 0.0
+                            auto_max += grade.max_score
+                        else:
+                            manual_max += grade.max_score
+                            if grade.manual_score is not None:
+                                manual += grade.manual_score
+                            elif grade.needs_manual_grade:
+                                pending += grade.max_score
+                            else:  # nbgrader gave an unchanged answer 0 automatically
+                                manual += grade.auto_score or 0.0
+                key = (submission.student.id, assignment.name)
+                scores[key] = SubmissionScore(*key, auto, auto_max, manual, manual_max, pending)
+    return scores
+
+
+def set_manual_grade(
+    course_dir: Path, assignment: str, student: str, grade_id: str, points: float
+) -> None:
+    """Record a human grade for a manually graded cell (what the formgrader does)."""
+    with gradebook(course_dir) as gb:
+        grade = gb.find_grade(grade_id, assignment, assignment, student)
+        grade.manual_score = points
+        grade.needs_manual_grade = False
+        gb.db.commit()

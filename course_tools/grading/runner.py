@@ -1,0 +1,138 @@
+"""Autograding: one submission at a time, each in its own `nbgrader autograde` process.
+
+`autograde_submission` is the unit: grade one student's notebook of one assignment in a fresh
+process (and a fresh kernel). Everything else loops over it, so one crashing submission never
+stops the others, and the time per notebook is measured.
+
+Nothing here deletes student work or grades: `submitted/` is only ever read, and
+`nbgrader autograde` runs without `--force`, so an already autograded submission is skipped,
+never regraded over.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from course_tools.grading.course import GradingError, list_assignments, run_nbgrader
+from course_tools.grading.export import export_grades, format_table, generate_feedback
+from course_tools.grading.gradebook import backup_gradebook, register
+from course_tools.grading.release import copy_submissions, generate_release
+
+
+def autograde(
+    course_dir: Path, assignment: str, student: str | None = None, extra_args: Sequence[str] = ()
+) -> float:
+    """``nbgrader autograde`` one assignment (all submitted students, or one); returns seconds.
+
+    No `--force`: submissions that were autograded before are skipped, so a rerun after a crash
+    grades only what is missing and never throws away existing grades. ``extra_args`` go to
+    nbgrader as they are (e.g. ``--IgnorePattern.enabled=False``).
+    """
+    args = ["autograde", assignment, *extra_args]
+    if student:
+        args.append(f"--student={student}")
+    start = time.perf_counter()
+    run_nbgrader(course_dir, *args)
+    return time.perf_counter() - start
+
+
+def submitted_students(course_dir: Path, assignment: str) -> list[str]:
+    """Students with a collected ``submitted/<student>/<assignment>/`` folder, sorted."""
+    submitted = Path(course_dir) / "submitted"
+    if not submitted.is_dir():
+        return []
+    return sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
+
+
+@dataclass
+class GradingRun:
+    """What a grading run did: autograde seconds per notebook, failures, where outputs are."""
+
+    course_dir: Path
+    assignments: list[str]
+    autograde_seconds: dict[tuple[str, str], float]  # (assignment, student) -> seconds
+    failures: dict[str, str]  # "assignment" or "assignment/student" -> nbgrader's log tail
+    csv_path: Path | None = None
+    backup: Path | None = None  # copy of the gradebook taken before grading
+
+    def seconds_per_assignment(self) -> dict[str, float]:
+        """Total autograde seconds of each assignment (all its submissions)."""
+        totals: dict[str, float] = {}
+        for (assignment, _), seconds in self.autograde_seconds.items():
+            totals[assignment] = totals.get(assignment, 0.0) + seconds
+        return totals
+
+
+def timing_table(run: GradingRun) -> str:
+    """Autograde seconds per notebook: one row per student, one column per assignment."""
+    students = sorted({student for _, student in run.autograde_seconds})
+    rows = {
+        student: {
+            a: f"{run.autograde_seconds[(a, student)]:.1f}"
+            for a in run.assignments
+            if (a, student) in run.autograde_seconds
+        }
+        for student in students
+    }
+    totals = {a: f"{s:.1f}" for a, s in run.seconds_per_assignment().items()}
+    return format_table(["student", *run.assignments], {**rows, "total": totals})
+
+
+def autograde_assignment(
+    course_dir: Path,
+    assignment: str,
+    students: Sequence[str] | None = None,
+    run: GradingRun | None = None,
+    log: Callable[[str], None] = print,
+) -> GradingRun:
+    """Autograde every collected submission of ``assignment`` (or only ``students``), one by one.
+
+    A failing submission is logged in ``run.failures`` and the others are still graded.
+    """
+    course_dir = Path(course_dir)
+    run = run or GradingRun(course_dir, [assignment], {}, {})
+    students = list(students) if students else submitted_students(course_dir, assignment)
+    register(course_dir, [assignment], students)
+    for student in students:
+        try:
+            seconds = autograde(course_dir, assignment, student)
+        except GradingError as error:  # keep going: the other submissions still get graded
+            run.failures[f"{assignment}/{student}"] = str(error)
+            log(f"autograde {assignment} of {student} FAILED (submission untouched):\n{error}")
+            continue
+        run.autograde_seconds[(assignment, student)] = seconds
+        log(f"autograde {assignment} of {student}: {seconds:.1f} s")
+    return run
+
+
+def grade_course(
+    course_dir: Path, examples_dir: Path, assignments: Sequence[str] | None = None, log=print
+) -> GradingRun:
+    """Release, submissions, autograde, feedback and CSV in a prepared ``course_dir``.
+
+    Each submission is autograded on its own (one `nbgrader autograde --student` each), so the
+    time per notebook is measured and one crashing submission cannot stop the others. Failures
+    are collected in ``failures``; nothing is deleted.
+    """
+    course_dir = Path(course_dir)
+    assignments = list(assignments or list_assignments(course_dir))
+    students = sorted(p.name for p in Path(examples_dir).iterdir() if p.is_dir())
+    run = GradingRun(course_dir, assignments, {}, {})
+    log(f"release: generate_assignment for {', '.join(assignments)}")
+    generate_release(course_dir, assignments)
+    register(course_dir, assignments, students)
+    submissions = copy_submissions(examples_dir, course_dir, assignments)
+    run.backup = backup_gradebook(course_dir)
+    for assignment in assignments:
+        graded = sorted(s for s, a in submissions if a == assignment)
+        autograde_assignment(course_dir, assignment, graded, run=run, log=log)
+        try:
+            generate_feedback(course_dir, assignment)
+        except GradingError as error:
+            run.failures[assignment] = str(error)
+            log(f"feedback for {assignment} FAILED:\n{error}")
+    run.csv_path = export_grades(course_dir, course_dir / "grades.csv")
+    return run

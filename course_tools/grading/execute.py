@@ -61,7 +61,8 @@ def output_size(output: NotebookNode) -> int:
     if output.output_type == "stream":
         return len(output.get("text", ""))
     if output.output_type == "error":
-        return len(output.get("evalue", "")) + sum(len(line) for line in output.get("traceback", []))
+        traceback = output.get("traceback", [])
+        return len(output.get("evalue", "")) + sum(len(line) for line in traceback)
     return sum(len(str(value)) for value in output.get("data", {}).values())
 
 
@@ -192,7 +193,7 @@ class GradingExecute(Execute):
         raise KernelLost(message)
 
     def _replay(self, completed: list[int]) -> bool:
-        """Re-run the completed cells in a fresh kernel; their recorded outputs stay as they were."""
+        """Re-run the completed cells in a fresh kernel; their recorded outputs stay unchanged."""
         for index in completed:
             original = self.nb.cells[index]
             scratch = copy.deepcopy(original)

@@ -388,7 +388,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         return kernel_cmd, kw
 
     def format_kernel_cmd(self, extra_arguments=None):
-        """``[sandbox prefix] python -P -s -m course_tools.sandbox_kernel <limits> -f <file> ...``"""
+        """``[sandbox] python -P -s -m course_tools.sandbox_kernel <limits> -f <file> ...``"""
         launcher = self.kernel_spec.argv
         return [
             *self._prefix,

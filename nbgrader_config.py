@@ -10,9 +10,28 @@ example submissions in a scratch copy of the course (demo_course/).
 """
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearHiddenTests,
+    ClearOutput,
+    DeduplicateIds,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
+    SaveAutoGrades,
+)
 
-from course_tools.feedback import HideHiddenTestTracebacks
+from course_tools.feedback import HideHiddenTestTracebacks, RedactSecrets
+from course_tools.grading.execute import GradingExecute
+from course_tools.grading.preprocessors import (
+    CheckSubmissionPolicy,
+    LimitCellSources,
+    RepairDuplicateCells,
+    ReportGrading,
+)
 
 c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
 
@@ -33,7 +52,46 @@ c.ClearSolutions.code_stub = {
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# --- autograding ---------------------------------------------------------------------------
+# --- autograding: untrusted code, run in a sandbox (README: "Grading safely") ----------------
+# nbgrader's own steps plus the course's: huge cells cut, pasted test-cell copies repaired, the
+# static submission policy checked before anything runs; then every kernel runs in a bubblewrap
+# sandbox (GradingExecute -> SandboxedKernelManager) and the grading notes are shown in the
+# graded notebook (and the points of a policy violation held for review).
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    LimitCellSources,
+    RepairDuplicateCells,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    CheckCellMetadata,
+    CheckSubmissionPolicy,
+]
+c.Autograde.autograde_preprocessors = [
+    GradingExecute,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    ReportGrading,
+    CheckCellMetadata,
+]
+# A test cell the student deleted is put back (and run), rather than silently missing.
+c.OverwriteCells.add_missing_cells = True
+
+# Limits of each notebook's sandbox (defaults shown; raise them for heavier assignments).
+c.SandboxedKernelManager.memory_limit = 2 * 1024**3  # bytes, whole sandbox
+c.SandboxedKernelManager.process_limit = 256  # processes + threads
+c.SandboxedKernelManager.cpu_time_limit = 1200  # CPU seconds per process
+c.SandboxedKernelManager.file_size_limit = 64 * 1024**2  # bytes per file written
+c.SandboxedKernelManager.disk_limit = 256 * 1024**2  # bytes of each writable tmpfs ($HOME, /tmp)
+# Without bubblewrap grading refuses to run; only for trusted submissions:
+# c.SandboxedKernelManager.allow_unsandboxed = True
+c.GradingExecute.notebook_timeout = 600  # wall-clock seconds for a whole notebook
+c.GradingExecute.max_output_bytes_per_cell = 500_000
+c.GradingExecute.max_output_bytes_per_notebook = 5_000_000
+c.LimitCellSources.max_markdown_bytes = 100_000
+
 # Seconds per cell. Every test cell is meant to finish well under 30 s on a 2-core CPU; the
 # training notebook shortens its schedule when NBGRADER_EXECUTION is set. 120 s leaves room for
 # slow machines without letting an endless student loop hang the grader.
@@ -47,6 +105,11 @@ c.Execute.timeout = 120
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?s).*"
 
+# --- grade export --------------------------------------------------------------------------
+# nbgrader's CSV columns plus status, held_score and review_note (points held for review are
+# not counted in raw_score until a person confirms them; an unfinished autograde is not a 0).
+c.ExportApp.plugin_class = "course_tools.grading.export.CourseCsvExportPlugin"
+
 # --- feedback ------------------------------------------------------------------------------
 # The autograded notebook holds the full test cells (nbgrader restores them from the source),
 # so the default feedback HTML would reveal the hidden tests. Strip their source, and cut the
@@ -56,5 +119,6 @@ c.GenerateFeedback.preprocessors = [
     GetGrades,
     HideHiddenTestTracebacks,
     ClearHiddenTests,
+    RedactSecrets,
     CSSHTMLHeaderPreprocessor,
 ]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from course_tools.grading.course import COURSE_ID, venv_bin_on_path
 
+HELD_PREFIX = "Held for review"
+
 GRADEBOOK_FILE = "gradebook.db"
 BACKUP_DIR = "gradebook_backups"
 
@@ -83,9 +85,31 @@ class SubmissionScore:
     manual_score: float  # points given by a human so far
     manual_max: float
     manual_pending: float  # points of manual cells nobody has graded yet
+    held: float = 0.0  # autograded points held for review (policy violation), within auto_score
+    incomplete: bool = False  # some test has no autograded score yet (grading never finished)
+    note: str = ""  # why points are held
+
+    @property
+    def counted_score(self) -> float:
+        """The points that count now: autograded minus held, plus manual."""
+        return self.auto_score - self.held + self.manual_score
+
+    @property
+    def status(self) -> str:
+        if self.incomplete:
+            return "not graded (autograding incomplete or failed)"
+        if self.held:
+            return "held for review"
+        if self.manual_pending:
+            return "manual grading pending"
+        return "graded"
 
     def summary(self) -> str:
+        if self.incomplete:
+            return "NOT GRADED (incomplete)"
         text = f"{self.auto_score:g}/{self.auto_max:g}"
+        if self.held:
+            text += " HELD for review"
         if self.manual_max:
             if self.manual_pending:
                 text += f" +{self.manual_pending:g} manual pending"
@@ -104,12 +128,16 @@ def read_scores(course_dir: Path) -> dict[tuple[str, str], SubmissionScore]:
     with gradebook(course_dir) as gb:
         for assignment in gb.assignments:
             for submission in assignment.submissions:
-                auto = auto_max = manual = manual_max = pending = 0.0
+                auto = auto_max = manual = manual_max = pending = held = 0.0
+                incomplete = False
                 for notebook in submission.notebooks:
                     for grade in notebook.grades:
                         if grade.cell.cell_type == "code":
                             auto += grade.auto_score or 0.0
                             auto_max += grade.max_score
+                            incomplete |= grade.auto_score is None
+                            if is_held(grade):
+                                held += grade.auto_score or 0.0
                         else:
                             manual_max += grade.max_score
                             if grade.manual_score is not None:
@@ -119,8 +147,35 @@ def read_scores(course_dir: Path) -> dict[tuple[str, str], SubmissionScore]:
                             else:  # nbgrader gave an unchanged answer 0 automatically
                                 manual += grade.auto_score or 0.0
                 key = (submission.student.id, assignment.name)
-                scores[key] = SubmissionScore(*key, auto, auto_max, manual, manual_max, pending)
+                scores[key] = SubmissionScore(
+                    *key,
+                    auto,
+                    auto_max,
+                    manual,
+                    manual_max,
+                    pending,
+                    held,
+                    incomplete,
+                    review_note(submission),
+                )
     return scores
+
+
+def is_held(grade) -> bool:
+    """An autograded test whose points wait for review (set by `ReportGrading`): a code cell
+    marked ``needs_manual_grade`` that no person has scored yet."""
+    return (
+        grade.cell.cell_type == "code" and grade.needs_manual_grade and grade.manual_score is None
+    )
+
+
+def review_note(submission) -> str:
+    """The reason a submission's points are held (the comment `ReportGrading` wrote), or ""."""
+    for notebook in submission.notebooks:
+        for comment in notebook.comments:
+            if comment.auto_comment and comment.auto_comment.startswith(HELD_PREFIX):
+                return comment.auto_comment
+    return ""
 
 
 def set_manual_grade(

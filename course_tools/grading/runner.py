@@ -1,24 +1,32 @@
 """Autograding: one submission at a time, each in its own `nbgrader autograde` process.
 
-`autograde_submission` is the unit: grade one student's notebook of one assignment in a fresh
-process (and a fresh kernel). Everything else loops over it, so one crashing submission never
-stops the others, and the time per notebook is measured.
+`autograde_submission` is the unit: grade one student's submission of one assignment in a fresh
+`nbgrader autograde --student` process, whose kernels run in the sandbox (nbgrader_config.py:
+`GradingExecute`). Everything else loops over it, so one crashing submission never stops the
+others, and the time per notebook is measured.
 
-Nothing here deletes student work or grades: `submitted/` is only ever read, and
-`nbgrader autograde` runs without `--force`, so an already autograded submission is skipped,
-never regraded over.
+Nothing is lost and nothing is silently skipped:
+- `submitted/` is only ever read; the gradebook is copied to ``gradebook_backups/`` before a run;
+- a submission counts as graded only when every notebook was executed to the end
+  (`GradingExecute` stamps it) and every test has a score in the gradebook. A run killed at any
+  point leaves the submission incomplete (nbgrader itself would skip the half-written
+  ``autograded/`` folder forever); the next run regrades it with ``--force``. A graded
+  submission is skipped, never regraded over;
+- a submission whose grading fails is reported as failed, never shown as 0.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from course_tools.grading.course import GradingError, list_assignments, run_nbgrader
+from course_tools.grading.execute import METADATA_KEY
 from course_tools.grading.export import export_grades, format_table, generate_feedback
-from course_tools.grading.gradebook import backup_gradebook, register
+from course_tools.grading.gradebook import backup_gradebook, gradebook, register
 from course_tools.grading.release import copy_submissions, generate_release
 
 
@@ -37,6 +45,58 @@ def autograde(
     start = time.perf_counter()
     run_nbgrader(course_dir, *args)
     return time.perf_counter() - start
+
+
+def _notebook_executed(path: Path) -> bool:
+    """Whether an autograded notebook was executed to the end (stamped by `GradingExecute`)."""
+    try:
+        metadata = json.loads(path.read_text()).get("metadata", {})
+    except (OSError, ValueError):
+        return False
+    return bool(metadata.get(METADATA_KEY, {}).get("executed"))
+
+
+def is_graded(course_dir: Path, assignment: str, student: str) -> bool:
+    """Whether the submission was autograded to the end: every submitted notebook executed and
+    stamped in ``autograded/``, and every test of it scored in the gradebook."""
+    from nbgrader.api import MissingEntry
+
+    course_dir = Path(course_dir)
+    submitted = course_dir / "submitted" / student / assignment
+    graded = course_dir / "autograded" / student / assignment
+    with gradebook(course_dir) as gb:
+        try:
+            submission = gb.find_submission(assignment, student)
+        except MissingEntry:
+            return False
+        for notebook in submission.notebooks:
+            if not (submitted / f"{notebook.name}.ipynb").is_file():
+                continue  # not handed in: nbgrader scores it 0, nothing to execute
+            if not _notebook_executed(graded / f"{notebook.name}.ipynb"):
+                return False
+            if any(g.auto_score is None for g in notebook.grades if g.cell.cell_type == "code"):
+                return False
+    return True
+
+
+def autograde_submission(course_dir: Path, assignment: str, student: str) -> float | None:
+    """Autograde one submission in a fresh nbgrader process; seconds taken, None if skipped.
+
+    Skips a submission already graded to the end (`is_graded`); regrades (``--force``) one that
+    a killed or failed run left incomplete. Raises GradingError when it cannot be graded.
+    """
+    course_dir = Path(course_dir)
+    if is_graded(course_dir, assignment, student):
+        return None
+    started = (course_dir / "autograded" / student / assignment).exists()
+    extra = ["--force"] if started else []
+    seconds = autograde(course_dir, assignment, student, extra_args=extra)
+    if not is_graded(course_dir, assignment, student):
+        raise GradingError(
+            f"`nbgrader autograde {assignment} --student={student}` finished but the submission "
+            "is not fully graded (see nbgrader's log); it will be regraded on the next run"
+        )
+    return seconds
 
 
 def submitted_students(course_dir: Path, assignment: str) -> list[str]:
@@ -90,18 +150,27 @@ def autograde_assignment(
 ) -> GradingRun:
     """Autograde every collected submission of ``assignment`` (or only ``students``), one by one.
 
-    A failing submission is logged in ``run.failures`` and the others are still graded.
+    The gradebook is backed up first (unless ``run`` already holds a backup). A failing
+    submission is logged in ``run.failures`` and the others are still graded.
     """
     course_dir = Path(course_dir)
-    run = run or GradingRun(course_dir, [assignment], {}, {})
+    if run is None:
+        run = GradingRun(course_dir, [assignment], {}, {})
+    if run.backup is None:
+        run.backup = backup_gradebook(course_dir)
+        if run.backup:
+            log(f"gradebook backed up to {run.backup}")
     students = list(students) if students else submitted_students(course_dir, assignment)
     register(course_dir, [assignment], students)
     for student in students:
         try:
-            seconds = autograde(course_dir, assignment, student)
+            seconds = autograde_submission(course_dir, assignment, student)
         except GradingError as error:  # keep going: the other submissions still get graded
             run.failures[f"{assignment}/{student}"] = str(error)
             log(f"autograde {assignment} of {student} FAILED (submission untouched):\n{error}")
+            continue
+        if seconds is None:
+            log(f"autograde {assignment} of {student}: already graded, skipped")
             continue
         run.autograde_seconds[(assignment, student)] = seconds
         log(f"autograde {assignment} of {student}: {seconds:.1f} s")

@@ -33,6 +33,9 @@ def demo(repo_root: Path = REPO_ROOT, course_dir: Path | None = None) -> Grading
         if (student, assignment) in scores and scores[(student, assignment)].auto_score != points
     ]
     print("UNEXPECTED: " + "; ".join(wrong) if wrong else "every example got its expected score")
+    for (student, assignment), score in sorted(scores.items()):
+        if score.flagged or score.incomplete:
+            print(f"{student} {assignment}: {score.status}. {score.note}".rstrip())
     print()
     print("Autograde time per notebook (seconds, including nbgrader and kernel start-up):")
     print(timing_table(run))

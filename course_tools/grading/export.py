@@ -74,13 +74,14 @@ class CourseCsvExportPlugin(CsvExportPlugin):
             return {**row, **zero, "timestamp": "", "status": "not submitted", "held_score": 0.0}
         grades = [g for nb in submission.notebooks for g in nb.grades]
         held = sum(g.auto_score or 0.0 for g in grades if is_held(g))
+        under_review = any(is_held(g) for g in grades)
         incomplete = any(g.cell.cell_type == "code" and g.auto_score is None for g in grades)
         pending = any(g.cell.cell_type != "code" and g.needs_manual_grade for g in grades)
         raw = submission.score - held
         penalty = submission.late_submission_penalty or 0.0
         if incomplete:
             status = "not graded (autograding incomplete or failed)"
-        elif held:
+        elif under_review:
             status = "held for review"
         elif pending:
             status = "manual grading pending"

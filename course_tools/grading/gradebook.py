@@ -87,6 +87,7 @@ class SubmissionScore:
     manual_pending: float  # points of manual cells nobody has graded yet
     held: float = 0.0  # autograded points held for review (policy violation), within auto_score
     incomplete: bool = False  # some test has no autograded score yet (grading never finished)
+    flagged: bool = False  # some test waits for review (policy violation), even one worth 0 now
     note: str = ""  # why points are held
 
     @property
@@ -98,7 +99,7 @@ class SubmissionScore:
     def status(self) -> str:
         if self.incomplete:
             return "not graded (autograding incomplete or failed)"
-        if self.held:
+        if self.flagged:
             return "held for review"
         if self.manual_pending:
             return "manual grading pending"
@@ -108,7 +109,7 @@ class SubmissionScore:
         if self.incomplete:
             return "NOT GRADED (incomplete)"
         text = f"{self.auto_score:g}/{self.auto_max:g}"
-        if self.held:
+        if self.flagged:
             text += " HELD for review"
         if self.manual_max:
             if self.manual_pending:
@@ -129,7 +130,7 @@ def read_scores(course_dir: Path) -> dict[tuple[str, str], SubmissionScore]:
         for assignment in gb.assignments:
             for submission in assignment.submissions:
                 auto = auto_max = manual = manual_max = pending = held = 0.0
-                incomplete = False
+                incomplete = flagged = False
                 for notebook in submission.notebooks:
                     for grade in notebook.grades:
                         if grade.cell.cell_type == "code":
@@ -138,6 +139,7 @@ def read_scores(course_dir: Path) -> dict[tuple[str, str], SubmissionScore]:
                             incomplete |= grade.auto_score is None
                             if is_held(grade):
                                 held += grade.auto_score or 0.0
+                                flagged = True
                         else:
                             manual_max += grade.max_score
                             if grade.manual_score is not None:
@@ -154,9 +156,10 @@ def read_scores(course_dir: Path) -> dict[tuple[str, str], SubmissionScore]:
                     manual,
                     manual_max,
                     pending,
-                    held,
-                    incomplete,
-                    review_note(submission),
+                    held=held,
+                    incomplete=incomplete,
+                    flagged=flagged,
+                    note=review_note(submission) if flagged else "",
                 )
     return scores
 

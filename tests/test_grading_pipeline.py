@@ -306,9 +306,13 @@ def test_grades_csv_has_every_score(graded):
     by_key = {(row["student_id"], row["assignment"]): row for row in rows}
     for (student, assignment), score in scores.items():
         row = by_key[(student, assignment)]
-        # Before any manual grading the exported score is the autograded score.
-        assert float(row["raw_score"]) == pytest.approx(score.auto_score + score.manual_score)
+        # Before any manual grading the exported score is the autograded score, less any points
+        # held for review (a submission that breaks the policy), which are listed separately.
+        assert float(row["raw_score"]) == pytest.approx(score.counted_score)
+        assert float(row["held_score"]) == pytest.approx(score.held)
         assert float(row["max_score"]) == pytest.approx(score.auto_max + score.manual_max)
+        assert row["status"] == score.status
+        assert bool(row["review_note"]) == score.flagged
 
 
 @pytest.mark.slow

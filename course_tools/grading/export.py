@@ -95,7 +95,7 @@ class CourseCsvExportPlugin(CsvExportPlugin):
             "score": "" if incomplete else max(0.0, raw - penalty),
             "status": status,
             "held_score": held,
-            "review_note": review_note(submission),
+            "review_note": review_note(submission) if under_review else "",
         }
 
 

@@ -58,7 +58,8 @@ def _notebook_executed(path: Path) -> bool:
 
 def is_graded(course_dir: Path, assignment: str, student: str) -> bool:
     """Whether the submission was autograded to the end: every submitted notebook executed and
-    stamped in ``autograded/``, and every test of it scored in the gradebook."""
+    stamped in ``autograded/`` (and not handed in again since), and every test of it scored in
+    the gradebook."""
     from nbgrader.api import MissingEntry
 
     course_dir = Path(course_dir)
@@ -72,8 +73,11 @@ def is_graded(course_dir: Path, assignment: str, student: str) -> bool:
         for notebook in submission.notebooks:
             if not (submitted / f"{notebook.name}.ipynb").is_file():
                 continue  # not handed in: nbgrader scores it 0, nothing to execute
-            if not _notebook_executed(graded / f"{notebook.name}.ipynb"):
+            result = graded / f"{notebook.name}.ipynb"
+            if not _notebook_executed(result):
                 return False
+            if (submitted / f"{notebook.name}.ipynb").stat().st_mtime > result.stat().st_mtime:
+                return False  # handed in again since it was graded
             if any(g.auto_score is None for g in notebook.grades if g.cell.cell_type == "code"):
                 return False
     return True

@@ -318,13 +318,15 @@ class SandboxedKernelManager(AsyncKernelManager):
             host = Path("/") / name
             if host.is_symlink():
                 args += ["--symlink", os.readlink(host), str(host)]
+        # The writable tmpfs first: a read-only folder below /tmp (a course cloned there) is
+        # then bound on top of it instead of being hidden by it.
+        args += ["--size", str(self.disk_limit), "--tmpfs", "/tmp"]
+        args += ["--size", str(self.disk_limit), "--tmpfs", SANDBOX_HOME]
         for path in readonly_paths(self.extra_readonly_paths):
             args += ["--ro-bind", str(self._reachable(path)), str(path)]
         if self.allow_gpu:
             for device in sorted(Path("/dev").glob("nvidia*")):
                 args += ["--dev-bind", str(device), str(device)]
-        args += ["--size", str(self.disk_limit), "--tmpfs", "/tmp"]
-        args += ["--size", str(self.disk_limit), "--tmpfs", SANDBOX_HOME]
         args += ["--dir", workdir, "--chdir", workdir]
         # The runtime folder (connection file, sockets, staged files) at the same path inside.
         args += ["--bind", str(self.runtime_dir), str(self.runtime_dir)]

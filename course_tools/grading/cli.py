@@ -3,7 +3,8 @@
     release                      regenerate assignments/ and examples/submissions/
     examples                     only examples/submissions/ (from the release)
     autograde <ps> [--student S] grade every collected submission of <ps> (or one student's)
-    demo                         grade the examples in demo_course/, print a table
+              [--jobs N]         ... N at a time, in long-lived worker processes (0: one per core)
+    demo [--jobs N]              grade the examples in demo_course/, print a table
 
 Run it from the course root (the folder holding nbgrader_config.py), or pass --course.
 """
@@ -33,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     commands.add_parser("release", help="regenerate assignments/ and examples/submissions/")
     commands.add_parser("examples", help="regenerate examples/submissions/ from the release")
-    commands.add_parser("demo", help="grade the shipped examples in demo_course/")
+    demo = commands.add_parser("demo", help="grade the shipped examples in demo_course/")
+    _add_jobs_options(demo)
     autograde = commands.add_parser(
         "autograde", help="autograde the collected submissions of one assignment"
     )
@@ -47,7 +49,39 @@ def _parser() -> argparse.ArgumentParser:
         default=Path.cwd(),
         help="course root holding nbgrader_config.py (default: the current folder)",
     )
+    _add_jobs_options(autograde)
     return parser
+
+
+def _add_jobs_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        metavar="N",
+        help="grade N submissions at once, each in a long-lived worker process with a kernel "
+        "started ahead of time (0: one per CPU core; default 1)",
+    )
+    command.add_argument(
+        "--one-process-per-submission",
+        action="store_true",
+        help="a fresh `nbgrader autograde --student` process for every submission, one after "
+        "the other (slower; the way before --jobs)",
+    )
+
+
+def _jobs(args: argparse.Namespace) -> int | None:
+    """Worker processes to use; None for one nbgrader process per submission."""
+    if args.one_process_per_submission:
+        return None
+    if args.jobs < 0:
+        raise SystemExit("error: --jobs must be 0 (one per CPU core) or more")
+    if args.jobs == 0:
+        from course_tools.grading.parallel import default_jobs
+
+        return default_jobs()
+    return args.jobs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,14 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not students:
             print(f"error: nothing collected in {course}/submitted/<student>/{args.assignment}/")
             return 2
-        run = autograde_assignment(course, args.assignment, students)
+        run = autograde_assignment(course, args.assignment, students, jobs=_jobs(args))
         if run.failures:
             print(f"FAILED: {', '.join(run.failures)} (see the messages above)")
             return 1
     else:
         from course_tools.grading.demo import demo
 
-        run = demo()
+        run = demo(jobs=_jobs(args))
         return 1 if run.failures else 0
     return 0
 

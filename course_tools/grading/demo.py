@@ -14,15 +14,21 @@ from course_tools.grading.release import expected_scores
 from course_tools.grading.runner import GradingRun, grade_course, timing_table
 
 
-def demo(repo_root: Path = REPO_ROOT, course_dir: Path | None = None) -> GradingRun:
-    """Grade the shipped example submissions in a fresh ``demo_course/`` and print the grades."""
+def demo(
+    repo_root: Path = REPO_ROOT, course_dir: Path | None = None, jobs: int | None = None
+) -> GradingRun:
+    """Grade the shipped example submissions in a fresh ``demo_course/`` and print the grades.
+
+    ``jobs``: grade that many submissions at once in long-lived workers (`parallel`); None
+    for one `nbgrader autograde` process per submission.
+    """
     repo_root = Path(repo_root)
     course_dir = Path(course_dir) if course_dir else repo_root / DEMO_DIR
     backup = move_aside(course_dir)
     if backup:
         print(f"moved the previous {course_dir.name}/ to {backup.name}/")
     new_course(course_dir, repo_root)
-    run = grade_course(course_dir, repo_root / EXAMPLES_DIR / "submissions")
+    run = grade_course(course_dir, repo_root / EXAMPLES_DIR / "submissions", jobs=jobs)
     scores = read_scores(course_dir)
     print()
     print("Grades (autograded score/max; written answers wait for a human grader):")
@@ -37,7 +43,10 @@ def demo(repo_root: Path = REPO_ROOT, course_dir: Path | None = None) -> Grading
         if score.flagged or score.incomplete:
             print(f"{student} {assignment}: {score.status}. {score.note}".rstrip())
     print()
-    print("Autograde time per notebook (seconds, including nbgrader and kernel start-up):")
+    if jobs is None:
+        print("Autograde time per notebook (seconds, including nbgrader and kernel start-up):")
+    else:
+        print(f"Autograde time per notebook (seconds, {jobs} worker(s), kernels started ahead):")
     print(timing_table(run))
     print()
     print(f"feedback:   {course_dir / 'feedback'}/<student>/<ps>/<ps>.html")

@@ -13,19 +13,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course_tools.grading.course import COURSE_ID, venv_bin_on_path
+from course_tools.grading.database import (
+    copy_gradebook,
+    gradebook_url,
+    is_sqlite,
+    sqlite_path,
+    with_busy_timeout,
+)
 
 HELD_PREFIX = "Held for review"
 
-GRADEBOOK_FILE = "gradebook.db"
 BACKUP_DIR = "gradebook_backups"
 
 
 def gradebook(course_dir: Path):
-    """An ``nbgrader.api.Gradebook`` on ``course_dir/gradebook.db``; use it in a ``with``."""
+    """An ``nbgrader.api.Gradebook`` on the course's gradebook; use it in a ``with``.
+
+    That is ``course_dir/gradebook.db``, or the database ``c.CourseDirectory.db_url`` names in
+    the course's nbgrader_config.py (e.g. PostgreSQL, see `database`).
+    """
     from nbgrader.api import Gradebook
 
     venv_bin_on_path()  # creating a gradebook runs `alembic` from PATH
-    return Gradebook(f"sqlite:///{Path(course_dir).resolve() / GRADEBOOK_FILE}", COURSE_ID)
+    return Gradebook(with_busy_timeout(gradebook_url(course_dir)), COURSE_ID)
 
 
 def register(course_dir: Path, assignments: Iterable[str], students: Iterable[str] = ()) -> None:
@@ -41,11 +51,14 @@ def backup_gradebook(course_dir: Path, label: str = "autograde") -> Path | None:
     """Copy ``gradebook.db`` to ``gradebook_backups/gradebook-<time>-<label>.db``; return the copy.
 
     SQLite's online backup API gives a consistent copy even while another process writes.
-    Returns None when there is no gradebook yet (nothing to lose).
+    A gradebook on a database server (``db_url``) is copied table by table into the same kind
+    of SQLite file (`database.copy_gradebook`). Returns None when there is no SQLite gradebook
+    yet (nothing to lose).
     """
     course_dir = Path(course_dir)
-    db = course_dir / GRADEBOOK_FILE
-    if not db.is_file():
+    url = gradebook_url(course_dir)
+    db = sqlite_path(url)
+    if is_sqlite(url) and (db is None or not db.is_file()):
         return None
     folder = course_dir / BACKUP_DIR
     folder.mkdir(exist_ok=True)
@@ -55,6 +68,8 @@ def backup_gradebook(course_dir: Path, label: str = "autograde") -> Path | None:
     while target.exists():
         target = folder / f"gradebook-{stamp}-{label}-{suffix}.db"
         suffix += 1
+    if db is None:
+        return copy_gradebook(url, target)
     with sqlite3.connect(db) as source, sqlite3.connect(target) as copy:
         source.backup(copy)
     return target

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from course_tools.grading.course import GradingError, list_assignments, run_nbgrader
@@ -121,6 +121,7 @@ class GradingRun:
     failures: dict[str, str]  # "assignment" or "assignment/student" -> nbgrader's log tail
     csv_path: Path | None = None
     backup: Path | None = None  # copy of the gradebook taken before grading
+    results: list = field(default_factory=list)  # SubmissionResult of each (parallel runs)
 
     def seconds_per_assignment(self) -> dict[str, float]:
         """Total autograde seconds of each assignment (all its submissions)."""
@@ -151,12 +152,18 @@ def autograde_assignment(
     students: Sequence[str] | None = None,
     run: GradingRun | None = None,
     log: Callable[[str], None] = print,
+    jobs: int | None = None,
 ) -> GradingRun:
     """Autograde every collected submission of ``assignment`` (or only ``students``), one by one.
 
     The gradebook is backed up first (unless ``run`` already holds a backup). A failing
-    submission is logged in ``run.failures`` and the others are still graded.
+    submission is logged in ``run.failures`` and the others are still graded. With ``jobs``,
+    ``jobs`` long-lived worker processes grade concurrently (`parallel.autograde_parallel`).
     """
+    if jobs is not None:
+        from course_tools.grading.parallel import autograde_parallel
+
+        return autograde_parallel(course_dir, assignment, students, jobs, run=run, log=log)
     course_dir = Path(course_dir)
     if run is None:
         run = GradingRun(course_dir, [assignment], {}, {})
@@ -182,7 +189,11 @@ def autograde_assignment(
 
 
 def grade_course(
-    course_dir: Path, examples_dir: Path, assignments: Sequence[str] | None = None, log=print
+    course_dir: Path,
+    examples_dir: Path,
+    assignments: Sequence[str] | None = None,
+    log=print,
+    jobs: int | None = None,
 ) -> GradingRun:
     """Release, submissions, autograde, feedback and CSV in a prepared ``course_dir``.
 
@@ -201,7 +212,7 @@ def grade_course(
     run.backup = backup_gradebook(course_dir)
     for assignment in assignments:
         graded = sorted(s for s, a in submissions if a == assignment)
-        autograde_assignment(course_dir, assignment, graded, run=run, log=log)
+        autograde_assignment(course_dir, assignment, graded, run=run, log=log, jobs=jobs)
         try:
             generate_feedback(course_dir, assignment)
         except GradingError as error:

@@ -5,6 +5,8 @@
     autograde <ps> [--student S] grade every collected submission of <ps> (or one student's)
               [--jobs N]         ... N at a time, in long-lived worker processes (0: one per core)
     demo [--jobs N]              grade the examples in demo_course/, print a table
+    export [--format F] [--to X] grades to CSV: per assignment (nbgrader's columns), per problem,
+                                 or for Canvas / Moodle (fast, for a whole class)
 
 Run it from the course root (the folder holding nbgrader_config.py), or pass --course.
 """
@@ -50,6 +52,19 @@ def _parser() -> argparse.ArgumentParser:
         help="course root holding nbgrader_config.py (default: the current folder)",
     )
     _add_jobs_options(autograde)
+    export = commands.add_parser(
+        "export", help="grades to CSV: per assignment, per problem, or for Canvas / Moodle"
+    )
+    export.add_argument(
+        "--format",
+        choices=["assignments", "problems", "canvas", "moodle"],
+        default="assignments",
+        help="assignments: one row per student and assignment (nbgrader's export columns); "
+        "problems: one row per test and written answer; canvas / moodle: a gradebook to import",
+    )
+    export.add_argument("--to", type=Path, help="the CSV file (default: grades-<format>.csv)")
+    export.add_argument("--assignment", action="append", help="only this assignment (repeat)")
+    export.add_argument("--course", type=Path, default=Path.cwd(), help="the course root")
     return parser
 
 
@@ -114,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if run.failures:
             print(f"FAILED: {', '.join(run.failures)} (see the messages above)")
             return 1
+    elif args.command == "export":
+        from course_tools.grading.bulk_export import export_command
+
+        return export_command(args.course.resolve(), args.format, args.to, args.assignment or ())
     else:
         from course_tools.grading.demo import demo
 

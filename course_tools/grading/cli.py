@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         help="course root holding nbgrader_config.py (default: the current folder)",
     )
     _add_jobs_options(autograde)
+    autograde.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on a Dask cluster (e.g. tcp://10.0.0.5:8786): every worker needs the course "
+        "folder at the same path and a PostgreSQL gradebook (README: Grading at scale)",
+    )
     export = commands.add_parser(
         "export", help="grades to CSV: per assignment, per problem, or for Canvas / Moodle"
     )
@@ -68,11 +74,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _job_count(text: str) -> int:
+    jobs = int(text)
+    if jobs < 0:
+        raise argparse.ArgumentTypeError("must be 0 (one per CPU core) or more")
+    return jobs
+
+
 def _add_jobs_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--jobs",
         "-j",
-        type=int,
+        type=_job_count,
         default=1,
         metavar="N",
         help="grade N submissions at once, each in a long-lived worker process with a kernel "
@@ -90,8 +103,6 @@ def _jobs(args: argparse.Namespace) -> int | None:
     """Worker processes to use; None for one nbgrader process per submission."""
     if args.one_process_per_submission:
         return None
-    if args.jobs < 0:
-        raise SystemExit("error: --jobs must be 0 (one per CPU core) or more")
     if args.jobs == 0:
         from course_tools.grading.parallel import default_jobs
 
@@ -125,7 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not students:
             print(f"error: nothing collected in {course}/submitted/<student>/{args.assignment}/")
             return 2
-        run = autograde_assignment(course, args.assignment, students, jobs=_jobs(args))
+        if args.scheduler:
+            from course_tools.grading.distributed import autograde_distributed
+
+            run = autograde_distributed(course, args.assignment, students, scheduler=args.scheduler)
+        else:
+            run = autograde_assignment(course, args.assignment, students, jobs=_jobs(args))
         if run.failures:
             print(f"FAILED: {', '.join(run.failures)} (see the messages above)")
             return 1

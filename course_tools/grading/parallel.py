@@ -120,12 +120,12 @@ def grade_submissions(
                     result = _result_of(future, assignment, student, log_dir)
                     if result.transient and attempts[student] <= retries:
                         retry.append(student)
-                        reason = _first_line(result)
+                        reason = first_line(result)
                         log(f"autograde {assignment} of {student}: will retry ({reason})")
                         continue
                     results[student] = result
                     bar.update(1)
-                    log(_result_line(result))
+                    log(result_line(result))
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
             pending = retry
@@ -150,12 +150,18 @@ def _result_of(future, assignment: str, student: str, log_dir: str) -> Submissio
         )
 
 
-def _first_line(result: SubmissionResult) -> str:
-    lines = [line for line in result.error.strip().splitlines() if line.strip()]
+def first_line(result: SubmissionResult) -> str:
+    """The gist of a failure: nbgrader's first error message, else the last line."""
+    lines = [line.strip() for line in result.error.strip().splitlines() if line.strip()]
+    generic = ("There was an error processing", "Please see the")
+    for line in lines:
+        message = line.split("| ERROR]", 1)[1].strip() if "| ERROR]" in line else ""
+        if message and not message.startswith(generic):
+            return message[:200]
     return lines[-1][:200] if lines else result.status
 
 
-def _result_line(result: SubmissionResult) -> str:
+def result_line(result: SubmissionResult) -> str:
     """One line per submission; the runner's format (``autograde <ps> of <student>: 7.1 s``)."""
     head = f"autograde {result.assignment} of {result.student}"
     if result.status == "skipped":
@@ -187,7 +193,7 @@ def summary_table(results: Sequence[SubmissionResult], wall_seconds: float, jobs
         f"{counts['graded']} graded, {counts['skipped']} already graded, {counts['failed']} "
         f"failed in {wall_seconds:.1f} s with {jobs} worker(s): {per_minute:.1f} submissions/min"
     )
-    failed = [f"  {r.label}: {_first_line(r)}" for r in results if r.status == "failed"]
+    failed = [f"  {r.label}: {first_line(r)}" for r in results if r.status == "failed"]
     return "\n".join([table, totals, *(["failed:", *failed] if failed else [])])
 
 

@@ -52,13 +52,19 @@ def tiny_assignment(course_dir: Path, assignment: str = "tiny", first_test: str 
         new_course(course_dir, assignments=[])
     cells = []
     if first_test:
-        cells.append(new_code_cell(first_test, metadata=_meta("test_first", grade=True, points=1)))
+        cells.append(
+            new_code_cell(
+                first_test, metadata=_meta("test_first", grade=True, locked=True, points=1)
+            )
+        )
     cells += [
         new_code_cell(
             "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
             metadata=_meta(ANSWER_ID, solution=True),
         ),
-        new_code_cell("assert add(1, 2) == 3", metadata=_meta("test_add", grade=True, points=2)),
+        new_code_cell(
+            "assert add(1, 2) == 3", metadata=_meta("test_add", grade=True, locked=True, points=2)
+        ),
     ]
     source = new_notebook(cells=cells)
     source.metadata["kernelspec"] = {"name": "python3", "display_name": "P", "language": "python"}

@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,6 +250,8 @@ class GradingWorker:
             if key in ("OMP_NUM_THREADS", "PYTHONWARNINGS"):
                 os.environ.setdefault(key, value)
         venv_bin_on_path()
+        # nbgrader's own ORM use warns on every submission; its subprocess hid that in its log.
+        warnings.filterwarnings("ignore", module="nbgrader.api")
         os.chdir(self.course_dir)  # nbgrader's CourseDirectory and the preprocessors use the cwd
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.log_buffer = io.StringIO()

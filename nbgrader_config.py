@@ -47,6 +47,14 @@ c.Execute.timeout = 120
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?s).*"
 
+# --- submission policy ---------------------------------------------------------------------
+# course_tools.policy checks every student code cell before grading runs it (threat model and
+# rules: docs/grading-policy.md; defaults: course_tools/policy/config.py). numpy computes a
+# convolution outside PyTorch's dispatcher, where the hidden tests' operator checks cannot see it.
+c.SubmissionPolicy.assignment_denied_names = {
+    "ps1_convolution": ["numpy.convolve", "numpy.correlate"],
+}
+
 # --- feedback ------------------------------------------------------------------------------
 # The autograded notebook holds the full test cells (nbgrader restores them from the source),
 # so the default feedback HTML would reveal the hidden tests. Strip their source, and cut the

@@ -210,6 +210,22 @@ class Square(torch.autograd.Function):
 
 y = Square.apply(torch.ones(2, requires_grad=True))
 """,
+    "generators and own private helpers": """
+def batches(x, size):
+    for start in range(0, len(x), size):
+        yield x[start : start + size]
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self._scale = 2.0
+
+    def _helper(self, x):
+        return x * self._scale
+
+    def forward(self, x):
+        return self._helper(x)
+""",
     "scratch cell that binds its own data": """
 x = torch.randn(1, 1, 5, 5)
 w = torch.randn(1, 1, 3, 3)
@@ -224,6 +240,20 @@ def test_honest_patterns_pass(name):
 
 
 # ------------------------------------------------------------------- attacks
+
+_MODULE_HOOKS_VIA_SELF = """
+class Block(nn.Module):
+    def forward(self, x):
+        self._forward_hooks.clear()  # nn.Module's own state: the test's hooks
+        return x
+"""
+_GENERATOR_FINALLY = """
+def later(out, x, w):
+    try:
+        yield
+    finally:
+        out.copy_(F.conv2d(x, w))  # runs when the generator is freed, after the checks
+"""
 
 # (id, code, the rule that must catch it); each cell is added right after the setup cell of
 # problem set 2 (whose setup imports torch, F and nn).
@@ -401,6 +431,20 @@ ATTACKS = [
     ),
     ("override state_dict", "class Opt(torch.optim.Optimizer):\n    state_dict = dict", "override"),
     ("class decorator", "@torch.no_grad()\nclass A:\n    pass", "class-decorator"),
+    # Frames, hooks, rich output, code that runs when Python frees a generator.
+    ("generator frame", "def g():\n    yield 1\n\ng().gi_frame.f_globals", "denied-name"),
+    ("tensor hook", "def f(x):\n    x.register_hook(lambda grad: grad * 0)", "hook"),
+    ("module hook", "def f(model):\n    model.register_forward_hook(print)", "hook"),
+    ("library internals via self", _MODULE_HOOKS_VIA_SELF, "private-attribute"),
+    (
+        "raw html output",
+        "class A:\n    def _repr_html_(self):\n        return '<script>'",
+        "rich-output",
+    ),
+    ("display", "display(1)", "ipython"),
+    ("yield in finally", _GENERATOR_FINALLY, "generator-cleanup"),
+    ("code from a string", "import torch.utils.benchmark", "forbidden-import"),
+    ("print a function's source", "from course_lib.source import show_source", "denied-name"),
 ]
 
 
@@ -517,6 +561,14 @@ def test_denied_names_per_assignment_and_disabled_policy():
     assert [v.rule for v in check_notebook(nb, ps, config, source=source(ps))] == ["denied-name"]
     assert check_notebook(nb, ps, source=source(ps)) == []
     assert check_notebook(with_cell(ps, "eval('1')"), ps, SubmissionPolicy(enabled=False)) == []
+
+
+def test_hooks_can_be_allowed_per_assignment():
+    ps = "ps2_pooling_batchnorm"
+    nb = with_cell(ps, "def f(model):\n    model.register_forward_hook(print)")
+    assert [v.rule for v in check_notebook(nb, ps, source=source(ps))] == ["hook"]
+    policy = SubmissionPolicy(hooks_allowed_in=[ps])
+    assert check_notebook(nb, ps, policy, source=source(ps)) == []
 
 
 def test_source_notebook_from_the_course_directory(tmp_path):

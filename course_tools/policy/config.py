@@ -66,6 +66,9 @@ DEFAULT_DENIED_IMPORTS = (
     "torch.autograd.graph",
     "torch.utils.hooks",
     "torch.utils.backcompat",
+    "torch.utils.benchmark",
+    "torch.utils.bottleneck",
+    "torch.utils.model_zoo",
     "numpy.ctypeslib",
     "numpy.f2py",
     "numpy.distutils",
@@ -73,8 +76,10 @@ DEFAULT_DENIED_IMPORTS = (
 )
 
 # Functions and objects of allowed modules that change process-wide state the tests rely on,
-# reach operators past the dispatcher's Python API (torch.ops), or read files (unpickling runs
-# arbitrary code). Denied wherever reached, by identity (aliases and re-exports included).
+# reach operators past the dispatcher's Python API (torch.ops), read files (unpickling runs
+# arbitrary code), or print / parse the source of the functions they are given (a hidden
+# test's lambda handed to student code). Denied wherever reached, by identity (aliases and
+# re-exports included).
 # Routes around an exercise that the operator checks cannot see (numpy.convolve for a
 # convolution exercise) belong in `assignment_denied_names` of the course's config.
 DEFAULT_DENIED_NAMES = (
@@ -105,6 +110,12 @@ DEFAULT_DENIED_NAMES = (
     "numpy.memmap",
     "numpy.lib.stride_tricks.as_strided",
     "numpy.lib.stride_tricks.sliding_window_view",
+    "numpy.info",
+    "course_lib.source.show_source",
+    "course_lib.checks.calls_in_source",
+    "course_lib.checks.uses_any",
+    "course_lib.checks.refers_to_any",
+    "course_lib.checks.own_code_uses",
 )
 
 # Library classes a student's class may derive from (directly or through these classes'
@@ -173,6 +184,14 @@ class SubmissionPolicy(LoggingConfigurable):
 
     def denied_for(self, assignment: str) -> tuple[str, ...]:
         return (*self.denied_imports, *self.assignment_denied_imports.get(assignment, ()))
+
+    hooks_allowed_in = List(
+        Unicode(),
+        default_value=[],
+        help="Assignments whose students may register hooks (register_forward_hook, "
+        "Tensor.register_hook, ...), e.g. for Grad-CAM. Elsewhere hooks are denied: a hook on "
+        "a tensor or module the test passed in changes what the test computes afterwards.",
+    ).tag(config=True)
 
     def denied_names_for(self, assignment: str) -> tuple[str, ...]:
         return (*self.denied_names, *self.assignment_denied_names.get(assignment, ()))

@@ -46,7 +46,20 @@ FORBIDDEN_BUILTINS = {
     "delattr": "deletes an attribute by a computed name",
     "type": "reaches classes as values (use isinstance(x, cls) to test a type)",
 }
-IPYTHON_NAMES = {"get_ipython", "In", "Out", "_ih", "_oh", "_dh", "_i", "_ii", "_iii", "__", "___"}
+IPYTHON_NAMES = {
+    "get_ipython",
+    "display",
+    "In",
+    "Out",
+    "_ih",
+    "_oh",
+    "_dh",
+    "_i",
+    "_ii",
+    "_iii",
+    "__",
+    "___",
+}
 _IPYTHON_HISTORY = re.compile(r"_i?\d+")
 ALLOWED_DUNDER_READS = {"__name__", "__qualname__", "__doc__", "__version__"}
 ALLOWED_DUNDER_METHODS = {
@@ -91,7 +104,29 @@ MUTATING_METHODS = {
     "intersection_update",
     "symmetric_difference_update",
 }
-DENIED_ATTRIBUTES = {"mro": "lists classes as values"}
+_FRAMES = "reaches the interpreter's frames and code objects"
+DENIED_ATTRIBUTES = {
+    "mro": "lists classes as values",
+    **dict.fromkeys(
+        ["gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await"], _FRAMES
+    ),
+    **dict.fromkeys(["ag_frame", "ag_code", "ag_await", "tb_frame", "tb_next"], _FRAMES),
+    **dict.fromkeys(["f_globals", "f_locals", "f_builtins", "f_back", "f_code"], _FRAMES),
+    **dict.fromkeys(["co_consts", "co_code", "co_names", "func_globals"], _FRAMES),
+}
+_HOOK = re.compile(r"register(_\w+)?_(pre)?hook")
+# Notebook rich output: raw HTML / JavaScript a student object would put into the feedback page.
+RICH_OUTPUT_METHODS = {
+    "_repr_html_",
+    "_repr_javascript_",
+    "_repr_markdown_",
+    "_repr_svg_",
+    "_repr_latex_",
+    "_repr_json_",
+    "_repr_pdf_",
+    "_repr_mimebundle_",
+    "_ipython_display_",
+}
 # Library state that honest notebooks change: matplotlib's rcParams.
 MUTABLE_LIBRARY_PACKAGES = ("matplotlib",)
 
@@ -126,6 +161,29 @@ class NotebookNames:
                     elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
                         self.student_functions.add(statement.name)
         self._objects_cache: dict[str, list[object]] = {}
+
+    def private_names_of(self, class_name: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        """``_x`` names a student class sets on self or in its body (and its student bases)."""
+        if class_name in seen:
+            return set()
+        names: set[str] = set()
+        for definition in self.student_classes.get(class_name, []):
+            for node in ast.walk(definition):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.ctx, ast.Store)
+                    and isinstance(node.value, ast.Name)
+                ) or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    name = node.attr if isinstance(node, ast.Attribute) else node.name
+                    if name.startswith("_") and not is_dunder(name):
+                        names.add(name)
+                elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    if node.id.startswith("_") and not is_dunder(node.id):
+                        names.add(node.id)
+            for base in definition.bases:
+                if isinstance(base, ast.Name) and base.id in self.student_classes:
+                    names |= self.private_names_of(base.id, seen | {class_name})
+        return names
 
     def bound(self, name: str) -> bool:
         return name in self.student_bound or name in self.instructor_bound
@@ -188,6 +246,8 @@ class StudentCodeChecker(ScopedVisitor):
         # type(x) / x.__class__ only to print a type: print(type(x)), f"{type(x)}", .__name__
         self._type_for_display: set[int] = set()
         self._cell_binds_underscore = "_" in _module_bound(cell.tree)
+        policy, assignment = names.objects.policy, names.objects.assignment
+        self.cell_assignment_denies_hooks = assignment not in policy.hooks_allowed_in
 
     def report(self, node: ast.AST, rule: str, message: str) -> None:
         self.findings.append(Finding(getattr(node, "lineno", 1), rule, message))
@@ -315,7 +375,7 @@ class StudentCodeChecker(ScopedVisitor):
                 f"`.{attr}` is one of Python's internal attributes; submitted code may read "
                 "only .__name__ / .__doc__, and call super().__init__(...).",
             )
-        elif attr.startswith("_") and not own:
+        elif attr.startswith("_") and not (own and attr in self._own_private_names()):
             self.report(
                 node,
                 "private-attribute",
@@ -325,6 +385,20 @@ class StudentCodeChecker(ScopedVisitor):
         elif attr in DENIED_ATTRIBUTES or attr.startswith("register_module_"):
             reason = DENIED_ATTRIBUTES.get(attr, "installs a hook on every module")
             self.report(node, "denied-name", f"`.{attr}` is not allowed ({reason}).")
+        elif _HOOK.fullmatch(attr) and self.cell_assignment_denies_hooks:
+            self.report(
+                node,
+                "hook",
+                f"`.{attr}` is not allowed in this problem set: a hook on a tensor or module a "
+                "test passes to your code changes what the test computes afterwards.",
+            )
+
+    def _own_private_names(self) -> set[str]:
+        """Private attributes the student's class (and its student bases) define themselves."""
+        class_scope = self.scope.class_scope
+        if class_scope is None:
+            return set()
+        return self.names.private_names_of(class_scope.node.name)
 
     def _check_chain(self, node: ast.AST) -> None:
         """Every module a chain passes through is allowed; the object it ends at is not denied."""
@@ -560,6 +634,7 @@ class StudentCodeChecker(ScopedVisitor):
                 "dunder-name",
                 f"`def {node.name}` outside a class: names of the form __name__ are Python's.",
             )
+        self._check_generator_cleanup(node)
         self._reference_ok.update(id(decorator) for decorator in node.decorator_list)
         params = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
         params += [arg for arg in (node.args.vararg, node.args.kwarg) if arg is not None]
@@ -568,6 +643,23 @@ class StudentCodeChecker(ScopedVisitor):
         super().visit_FunctionDef(node)
 
     visit_AsyncFunctionDef = visit_FunctionDef
+
+    def _check_generator_cleanup(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        """Code that a generator runs when Python frees it runs at a moment nobody chooses:
+        in the middle of a test, after the operator checks ended."""
+        for block in _own_statements(node):
+            if not isinstance(block, (ast.Try, ast.TryStar, ast.With, ast.AsyncWith)):
+                continue
+            for inner in _own_statements(block, include_self=False):
+                if isinstance(inner, (ast.Yield, ast.YieldFrom)):
+                    self.report(
+                        inner,
+                        "generator-cleanup",
+                        "`yield` inside try/with: the finally/except/with-exit code would run "
+                        "whenever Python frees the generator, possibly in the middle of a test. "
+                        "Move the yield out of the try/with block.",
+                    )
+                    return
 
     def _annotation(self, annotation: ast.expr | None) -> None:
         """Type hints name classes (`torch.Tensor | None`, `tuple[nn.Module, int]`)."""
@@ -687,6 +779,14 @@ class StudentCodeChecker(ScopedVisitor):
     ) -> None:
         names: list[tuple[ast.AST, str]] = []
         if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if statement.name in RICH_OUTPUT_METHODS:
+                self.report(
+                    statement,
+                    "rich-output",
+                    f"`def {statement.name}` makes objects of class {node.name} display raw "
+                    "HTML / JavaScript in the notebook and its feedback page; print text instead.",
+                )
+                return
             if is_dunder(statement.name) and statement.name not in ALLOWED_DUNDER_METHODS:
                 self.report(
                     statement,
@@ -730,6 +830,16 @@ class StudentCodeChecker(ScopedVisitor):
                 f"`{name}` to inspect your object. Subclasses of it may define "
                 f"{', '.join(sorted(hooks)) or 'nothing of it'} and new names of their own.",
             )
+
+
+def _own_statements(node: ast.AST, include_self: bool = True):
+    """Nodes of a function body, not descending into nested functions, lambdas or classes."""
+    if include_self:
+        yield node
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        yield from _own_statements(child)
 
 
 def _has_attribute(cls: type, name: str) -> bool:

@@ -306,7 +306,7 @@ ATTACKS = [
     ("os through torch", "torch.os.system('id')", "forbidden-module"),
     (
         "inspect through course_lib",
-        "import course_lib.checks\ncourse_lib.checks.inspect.stack()",
+        "import course_lib.checks.source\ncourse_lib.checks.source.inspect.stack()",
         "forbidden-module",
     ),
     ("numpy.ctypeslib", "import numpy as np\nnp.ctypeslib.as_array", "forbidden-module"),

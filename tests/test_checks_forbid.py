@@ -464,3 +464,29 @@ def test_profiler_and_modes_are_restored():
     assert sys.getprofile() is before
     assert _get_current_dispatch_mode() is None
     F.conv2d(X, W)  # outside the block: allowed
+
+
+def test_a_wrapped_attribute_set_on_a_library_function_does_not_mislead(monkeypatch):
+    """functools.update_wrapper(library_function, own) sets __wrapped__ on the library's
+    function; the check still knows the library function's own code."""
+
+    def decoy(*args, **kwargs):
+        return None
+
+    monkeypatch.setattr(course_lib.conv.conv2d, "__wrapped__", decoy, raising=False)
+    with pytest.raises(ForbiddenCallError, match="course_lib.conv.conv2d"):
+        with forbid("course_lib.conv.conv2d", "course_lib.conv.conv2d"):  # a fresh plan
+            course_lib.conv.conv2d(X, W)
+
+
+def test_turning_the_check_off_with_a_profiler_is_reported():
+    import sys
+
+    def own_profiler(frame, event, arg):
+        return None
+
+    with pytest.raises(ForbiddenCallError, match="turned off the check"):
+        with forbid("course_lib.conv.conv2d"):  # seen only as Python code, not as an operator
+            sys.setprofile(own_profiler)  # what torch.profiler's stack tracing does
+            SAVED["library_conv"](X, W)
+    assert sys.getprofile() is None

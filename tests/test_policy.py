@@ -445,6 +445,18 @@ ATTACKS = [
     ("yield in finally", _GENERATOR_FINALLY, "generator-cleanup"),
     ("code from a string", "import torch.utils.benchmark", "forbidden-import"),
     ("print a function's source", "from course_lib.source import show_source", "denied-name"),
+    (
+        "__wrapped__ on a library function",
+        "import functools\nfunctools.update_wrapper(F.pad, print)",
+        "denied-name",
+    ),
+    ("profiler replaces the profile function", "import torch.profiler", "forbidden-import"),
+    (
+        "parametrization swaps a module's class",
+        "def f(m):\n    torch.nn.utils.parametrize.register_parametrization(m, 'weight', m)",
+        "forbidden-module",
+    ),
+    ("weight norm hook", "def f(m):\n    return nn.utils.weight_norm(m)", "hook"),
 ]
 
 

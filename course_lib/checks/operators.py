@@ -98,18 +98,25 @@ def _operators(families: set[str]) -> set[str]:
     return found
 
 
+def _unwrap_once(obj: object) -> object | None:
+    if isinstance(obj, (staticmethod, classmethod)):
+        return obj.__func__
+    if isinstance(obj, property):
+        return obj.fget
+    if isinstance(obj, functools.partial):
+        return obj.func
+    if not isinstance(obj, type) and hasattr(obj, "__wrapped__"):
+        return obj.__wrapped__
+    return None
+
+
 def _unwrap(obj: object) -> object:
-    while True:
-        if isinstance(obj, (staticmethod, classmethod)):
-            obj = obj.__func__
-        elif isinstance(obj, property):
-            obj = obj.fget
-        elif isinstance(obj, functools.partial):
-            obj = obj.func
-        elif hasattr(obj, "__wrapped__") and not isinstance(obj, type):
-            obj = obj.__wrapped__
-        else:
-            return obj
+    for _ in range(32):
+        inner = _unwrap_once(obj)
+        if inner is None:
+            break
+        obj = inner
+    return obj
 
 
 def _callers_in_module(module_name: str, helper: str) -> set[str]:
@@ -165,11 +172,22 @@ def _function_code(func: types.FunctionType, seen: set[int]) -> set[types.CodeTy
     return codes
 
 
+def _unwrap_chain(obj: object) -> list[object]:
+    """``obj`` and every object it wraps (decorators' ``__wrapped__``, partials, descriptors)."""
+    chain = [obj]
+    while (inner := _unwrap_once(chain[-1])) is not None and len(chain) < 32:
+        chain.append(inner)
+    return chain
+
+
 def _code_objects(obj: object) -> set[types.CodeType]:
-    obj = _unwrap(obj)
     seen: set[int] = set()
-    if isinstance(obj, types.FunctionType):
-        return _function_code(obj, seen)
+    functions = [f for f in _unwrap_chain(obj) if isinstance(f, types.FunctionType)]
+    if functions:
+        # Every function of the chain counts (not only the innermost): a `__wrapped__` set on
+        # a library function by someone else cannot lead the check away from its own code.
+        return set().union(*(_function_code(function, seen) for function in functions))
+    obj = _unwrap(obj)
     if isinstance(obj, type):
         codes = set()
         for member in vars(obj).values():
@@ -322,7 +340,9 @@ def _operator_mode(plan: _Plan, hits: _Hits):
 
 @contextlib.contextmanager
 def _watch_python_calls(plan: _Plan, hits: _Hits) -> Iterator[None]:
-    """Report calls of the plan's Python code (and builtins) while the block runs."""
+    """Report calls of the plan's Python code (and builtins) while the block runs. If the
+    block replaced the profile function (a profiler of its own), the check could not see:
+    that is reported as well, unless a forbidden call already ended the watch."""
     previous = sys.getprofile()
 
     def profile(frame, event, arg):
@@ -341,6 +361,11 @@ def _watch_python_calls(plan: _Plan, hits: _Hits) -> Iterator[None]:
     sys.setprofile(profile)
     try:
         yield
+        if sys.getprofile() is not profile and not hits.messages:
+            raise ForbiddenCallError(
+                "the code turned off the check of forbidden calls (it replaced the "
+                "interpreter's profile function, e.g. with a profiler); remove that code"
+            )
     finally:
         sys.setprofile(previous)
 

@@ -69,6 +69,10 @@ DEFAULT_DENIED_IMPORTS = (
     "torch.utils.benchmark",
     "torch.utils.bottleneck",
     "torch.utils.model_zoo",
+    "torch.profiler",
+    "torch.autograd.profiler",
+    "torch.autograd.profiler_legacy",
+    "torch.nn.utils.parametrize",
     "numpy.ctypeslib",
     "numpy.f2py",
     "numpy.distutils",
@@ -77,9 +81,10 @@ DEFAULT_DENIED_IMPORTS = (
 
 # Functions and objects of allowed modules that change process-wide state the tests rely on,
 # reach operators past the dispatcher's Python API (torch.ops), read files (unpickling runs
-# arbitrary code), or print / parse the source of the functions they are given (a hidden
-# test's lambda handed to student code). Denied wherever reached, by identity (aliases and
-# re-exports included).
+# arbitrary code), print / parse the source of the functions they are given (a hidden
+# test's lambda handed to student code), or set attributes of any function they are given
+# (functools.update_wrapper / wraps: `__wrapped__` on a library function). Denied wherever
+# reached, by identity (aliases and re-exports included).
 # Routes around an exercise that the operator checks cannot see (numpy.convolve for a
 # convolution exercise) belong in `assignment_denied_names` of the course's config.
 DEFAULT_DENIED_NAMES = (
@@ -111,6 +116,8 @@ DEFAULT_DENIED_NAMES = (
     "numpy.lib.stride_tricks.as_strided",
     "numpy.lib.stride_tricks.sliding_window_view",
     "numpy.info",
+    "functools.update_wrapper",
+    "functools.wraps",
     "course_lib.source.show_source",
     "course_lib.checks.calls_in_source",
     "course_lib.checks.uses_any",

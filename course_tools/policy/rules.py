@@ -114,7 +114,9 @@ DENIED_ATTRIBUTES = {
     **dict.fromkeys(["f_globals", "f_locals", "f_builtins", "f_back", "f_code"], _FRAMES),
     **dict.fromkeys(["co_consts", "co_code", "co_names", "func_globals"], _FRAMES),
 }
-_HOOK = re.compile(r"register(_\w+)?_(pre)?hook")
+_HOOK = re.compile(
+    r"register(_\w+)?_(pre)?hook|register_parametrization|(remove_)?(weight|spectral)_norm"
+)
 # Notebook rich output: raw HTML / JavaScript a student object would put into the feedback page.
 RICH_OUTPUT_METHODS = {
     "_repr_html_",

@@ -16,6 +16,10 @@ Every rule protects one invariant of the threat model (docs/grading-policy.md):
 - its own classes cannot lie to the tests: bases from an allow-list (``nn.Module``,
   ``torch.optim.Optimizer``, ...), no metaclass, only harmless dunder methods, and no override
   of a library method the tests use to inspect an object (``parameters``, ``state_dict``).
+
+The import and class rules live in ``imports.py`` and ``classes.py`` (mixed into
+:class:`StudentCodeChecker`), the lists and messages in ``lists.py``; the rules that depend on
+the order of cells (protected names, test variables) in ``flow.py``.
 """
 
 from __future__ import annotations
@@ -27,110 +31,29 @@ import string
 import types
 from dataclasses import dataclass
 
-from course_tools.policy.cells import STUDENT, Cell
-from course_tools.policy.flow import CellNames
-from course_tools.policy.objects import MISSING, Objects, is_mutable_class, object_module
-from course_tools.policy.scopes import ScopedVisitor, is_dunder
-
-FORBIDDEN_BUILTINS = {
-    "eval": "runs code from a string",
-    "exec": "runs code from a string",
-    "compile": "turns a string into code",
-    "open": "opens files",
-    "input": "waits for keyboard input",
-    "breakpoint": "starts a debugger",
-    "globals": "exposes the notebook's namespace",
-    "locals": "exposes the notebook's namespace",
-    "vars": "exposes an object's namespace",
-    "setattr": "sets an attribute by a computed name",
-    "delattr": "deletes an attribute by a computed name",
-    "type": "reaches classes as values (use isinstance(x, cls) to test a type)",
-}
-IPYTHON_NAMES = {
-    "get_ipython",
-    "display",
-    "In",
-    "Out",
-    "_ih",
-    "_oh",
-    "_dh",
-    "_i",
-    "_ii",
-    "_iii",
-    "__",
-    "___",
-}
-_IPYTHON_HISTORY = re.compile(r"_i?\d+")
-ALLOWED_DUNDER_READS = {"__name__", "__qualname__", "__doc__", "__version__"}
-ALLOWED_DUNDER_METHODS = {
-    "__init__",
-    "__post_init__",
-    "__call__",
-    "__len__",
-    "__getitem__",
-    "__iter__",
-    "__next__",
-    "__repr__",
-    "__str__",
-    "__enter__",
-    "__exit__",
-}
-# The methods a subclass of each allowed library base is meant to write; every other attribute
-# of the base (parameters, modules, state_dict, zero_grad, ...) is the library's.
-OVERRIDE_HOOKS = {
-    "torch.nn.Module": {"__init__", "forward", "extra_repr", "reset_parameters"},
-    "torch.optim.Optimizer": {"__init__", "step", "zero_grad"},
-    "torch.optim.lr_scheduler.LRScheduler": {"__init__", "get_lr"},
-    "torch.autograd.Function": {"forward", "backward", "setup_context", "jvp", "vmap"},
-    "torch.utils.data.Dataset": {"__init__", "__len__", "__getitem__"},
-    "torch.utils.data.Sampler": {"__init__", "__len__", "__iter__"},
-    "Exception": {"__init__", "__str__"},
-}
-MUTATING_METHODS = {
-    "append",
-    "extend",
-    "insert",
-    "remove",
-    "pop",
-    "popitem",
-    "clear",
-    "update",
-    "setdefault",
-    "add",
-    "discard",
-    "sort",
-    "reverse",
-    "difference_update",
-    "intersection_update",
-    "symmetric_difference_update",
-}
-_FRAMES = "reaches the interpreter's frames and code objects"
-DENIED_ATTRIBUTES = {
-    "mro": "lists classes as values",
-    **dict.fromkeys(
-        ["gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await"], _FRAMES
-    ),
-    **dict.fromkeys(["ag_frame", "ag_code", "ag_await", "tb_frame", "tb_next"], _FRAMES),
-    **dict.fromkeys(["f_globals", "f_locals", "f_builtins", "f_back", "f_code"], _FRAMES),
-    **dict.fromkeys(["co_consts", "co_code", "co_names", "func_globals"], _FRAMES),
-}
-_HOOK = re.compile(
-    r"register(_\w+)?_(pre)?hook|register_parametrization|(remove_)?(weight|spectral)_norm"
+from course_tools.policy.cells import Cell
+from course_tools.policy.classes import ClassRules
+from course_tools.policy.imports import ImportRules
+from course_tools.policy.lists import (
+    ALLOWED_DUNDER_READS,
+    DENIED_ATTRIBUTES,
+    FORBIDDEN_BUILTINS,
+    HOOK,
+    IPYTHON_HISTORY,
+    IPYTHON_NAMES,
+    MUTABLE_LIBRARY_PACKAGES,
+    computed_attribute_message,
+    ipython_message,
+    mutating,
 )
-# Notebook rich output: raw HTML / JavaScript a student object would put into the feedback page.
-RICH_OUTPUT_METHODS = {
-    "_repr_html_",
-    "_repr_javascript_",
-    "_repr_markdown_",
-    "_repr_svg_",
-    "_repr_latex_",
-    "_repr_json_",
-    "_repr_pdf_",
-    "_repr_mimebundle_",
-    "_ipython_display_",
-}
-# Library state that honest notebooks change: matplotlib's rcParams.
-MUTABLE_LIBRARY_PACKAGES = ("matplotlib",)
+from course_tools.policy.namespace import (
+    NotebookNames,
+    attribute_chain,
+    literal_getattr,
+    receiver_root,
+)
+from course_tools.policy.objects import MISSING, is_mutable_class, object_module
+from course_tools.policy.scopes import ScopedVisitor, is_dunder, new_scope
 
 
 @dataclass(frozen=True)
@@ -140,98 +63,7 @@ class Finding:
     message: str
 
 
-class NotebookNames:
-    """What the notebook's global names are, over all cells that will run."""
-
-    def __init__(self, infos: list[CellNames], objects: Objects) -> None:
-        self.objects = objects
-        self.imports: dict[str, set[str]] = {}
-        self.student_bound: set[str] = set()
-        self.instructor_bound: set[str] = set()
-        self.student_classes: dict[str, list[ast.ClassDef]] = {}
-        self.student_functions: set[str] = set()
-        for info in infos:
-            student = info.cell.kind == STUDENT
-            for binding in info.bindings:
-                if binding.import_target is not None:
-                    self.imports.setdefault(binding.name, set()).add(binding.import_target)
-                (self.student_bound if student else self.instructor_bound).add(binding.name)
-            if student and info.cell.tree is not None:
-                for statement in ast.walk(info.cell.tree):
-                    if isinstance(statement, ast.ClassDef):
-                        self.student_classes.setdefault(statement.name, []).append(statement)
-                    elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                        self.student_functions.add(statement.name)
-        self._objects_cache: dict[str, list[object]] = {}
-
-    def private_names_of(self, class_name: str, seen: frozenset[str] = frozenset()) -> set[str]:
-        """``_x`` names a student class sets on self or in its body (and its student bases)."""
-        if class_name in seen:
-            return set()
-        names: set[str] = set()
-        for definition in self.student_classes.get(class_name, []):
-            for node in ast.walk(definition):
-                if (
-                    isinstance(node, ast.Attribute)
-                    and isinstance(node.ctx, ast.Store)
-                    and isinstance(node.value, ast.Name)
-                ) or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    name = node.attr if isinstance(node, ast.Attribute) else node.name
-                    if name.startswith("_") and not is_dunder(name):
-                        names.add(name)
-                elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                    if node.id.startswith("_") and not is_dunder(node.id):
-                        names.add(node.id)
-            for base in definition.bases:
-                if isinstance(base, ast.Name) and base.id in self.student_classes:
-                    names |= self.private_names_of(base.id, seen | {class_name})
-        return names
-
-    def bound(self, name: str) -> bool:
-        return name in self.student_bound or name in self.instructor_bound
-
-    def objects_of(self, name: str) -> list[object]:
-        """The library objects a global name may hold (through its import bindings)."""
-        if name not in self._objects_cache:
-            self._objects_cache[name] = self.objects.candidates(self.imports.get(name, ()))
-        return self._objects_cache[name]
-
-
-def _literal_getattr(node: ast.AST) -> bool:
-    """``getattr(obj, "name")`` / ``getattr(obj, "name", default)``: plain attribute access."""
-    return (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "getattr"
-        and len(node.args) in (2, 3)
-        and not node.keywords
-        and isinstance(node.args[1], ast.Constant)
-        and isinstance(node.args[1].value, str)
-    )
-
-
-def attribute_chain(node: ast.AST) -> tuple[ast.AST, list[str]]:
-    """``a.b.c`` (also through literal getattr) -> (the node ``a``, ["b", "c"])."""
-    attrs = []
-    while True:
-        if isinstance(node, ast.Attribute):
-            attrs.append(node.attr)
-            node = node.value
-        elif _literal_getattr(node):
-            attrs.append(node.args[1].value)
-            node = node.args[0]
-        else:
-            return node, attrs[::-1]
-
-
-def _receiver_root(node: ast.AST) -> ast.AST:
-    """The name an attribute/subscript target hangs from: ``self.layers[0].weight`` -> self."""
-    while isinstance(node, (ast.Attribute, ast.Subscript)) or _literal_getattr(node):
-        node = node.args[0] if isinstance(node, ast.Call) else node.value
-    return node
-
-
-class StudentCodeChecker(ScopedVisitor):
+class StudentCodeChecker(ClassRules, ImportRules, ScopedVisitor):
     """Apply the rules to one student cell; ``findings`` holds what it broke."""
 
     def __init__(self, cell: Cell, names: NotebookNames) -> None:
@@ -311,9 +143,9 @@ class StudentCodeChecker(ScopedVisitor):
                 f"`{name}` is not allowed in submitted code ({FORBIDDEN_BUILTINS[name]}).",
             )
         elif unbound and name == "getattr" and id(node) not in self._reference_ok:
-            self.report(node, "computed-attribute", _computed_attribute_message())
-        elif unbound and (name in IPYTHON_NAMES or _IPYTHON_HISTORY.fullmatch(name)):
-            self.report(node, "ipython", _ipython_message(name))
+            self.report(node, "computed-attribute", computed_attribute_message())
+        elif unbound and (name in IPYTHON_NAMES or IPYTHON_HISTORY.fullmatch(name)):
+            self.report(node, "ipython", ipython_message(name))
         elif name == "_" and is_global and (self.in_function() or not self._cell_binds_underscore):
             self.report(
                 node,
@@ -387,7 +219,7 @@ class StudentCodeChecker(ScopedVisitor):
         elif attr in DENIED_ATTRIBUTES or attr.startswith("register_module_"):
             reason = DENIED_ATTRIBUTES.get(attr, "installs a hook on every module")
             self.report(node, "denied-name", f"`.{attr}` is not allowed ({reason}).")
-        elif _HOOK.fullmatch(attr) and self.cell_assignment_denies_hooks:
+        elif HOOK.fullmatch(attr) and self.cell_assignment_denies_hooks:
             self.report(
                 node,
                 "hook",
@@ -402,33 +234,8 @@ class StudentCodeChecker(ScopedVisitor):
             return set()
         return self.names.private_names_of(class_scope.node.name)
 
-    def _check_chain(self, node: ast.AST) -> None:
-        """Every module a chain passes through is allowed; the object it ends at is not denied."""
-        text = ast.unparse(node)
-        for path in self._chain_objects(node):
-            for obj in path:
-                denied = self.objects.denied_name(obj)
-                if denied:
-                    self.report(
-                        node,
-                        "denied-name",
-                        f"`{text}` ({denied}) is not allowed in submitted code: it changes "
-                        "state the tests rely on, reads files, or does the exercise's work "
-                        "where the grader cannot see it.",
-                    )
-                    return
-                if isinstance(obj, types.ModuleType) and not self.objects.module_allowed(
-                    obj.__name__
-                ):
-                    self.report(node, "forbidden-module", _module_message(text, obj.__name__))
-                    return
-                module = object_module(obj)
-                if module and self.objects.module_forbidden_everywhere(module):
-                    self.report(node, "forbidden-module", _module_message(text, module))
-                    return
-
     def _check_attribute_store(self, node: ast.Attribute) -> None:
-        root = _receiver_root(node.value)
+        root = receiver_root(node.value)
         if not isinstance(root, ast.Name):
             return
         scope = self.resolve(root.id)
@@ -477,14 +284,14 @@ class StudentCodeChecker(ScopedVisitor):
             ):
                 self._init_calls.add(id(func))
         if _is_name(func, "getattr") and self.is_global("getattr"):
-            if _literal_getattr(node):
+            if literal_getattr(node):
                 self._visit_literal_getattr(node)
                 return
-            self.report(node, "computed-attribute", _computed_attribute_message())
+            self.report(node, "computed-attribute", computed_attribute_message())
         if isinstance(func, ast.Attribute):
             if func.attr in ("format", "format_map"):
                 self._check_format(node)
-            if _mutating(func.attr):
+            if mutating(func.attr):
                 self._check_mutation(node, func)
         self.generic_visit(node)
 
@@ -534,7 +341,7 @@ class StudentCodeChecker(ScopedVisitor):
 
     def _check_mutation(self, node: ast.Call, func: ast.Attribute) -> None:
         """In-place changes of the instructor's data or of library module data."""
-        root = _receiver_root(func.value)
+        root = receiver_root(func.value)
         if not isinstance(root, ast.Name) or not self.is_global(root.id):
             return
         if root.id in self.names.imports:
@@ -564,7 +371,7 @@ class StudentCodeChecker(ScopedVisitor):
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
         if isinstance(node.ctx, (ast.Store, ast.Del)):
-            root = _receiver_root(node.value)
+            root = receiver_root(node.value)
             if isinstance(root, ast.Name) and self.is_global(root.id):
                 library = root.id in self.names.imports and root is not node.value
                 instructor = (
@@ -581,54 +388,6 @@ class StudentCodeChecker(ScopedVisitor):
         self.generic_visit(node)
 
     # -- statements -----------------------------------------------------------------------------
-    def visit_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            if not self.objects.module_allowed(alias.name):
-                self.report(node, "forbidden-import", _import_message(alias.name, self.objects))
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.level:
-            self.report(
-                node,
-                "forbidden-import",
-                "Relative imports (`from . import x`) are not allowed: import installed "
-                "packages by their full name.",
-            )
-            return
-        module = node.module or ""
-        if not self.objects.module_allowed(module):
-            self.report(node, "forbidden-import", _import_message(module, self.objects))
-            return
-        for alias in node.names:
-            if alias.name == "*":
-                self.report(
-                    node,
-                    "star-import",
-                    f"`from {module} import *` may rebind names the tests use; import the "
-                    "names you need one by one.",
-                )
-                continue
-            dotted = f"{module}.{alias.name}"
-            if alias.name.startswith("_"):
-                self.report(
-                    node,
-                    "private-attribute",
-                    f"`{dotted}` is private (leading underscore); import public names only.",
-                )
-                continue
-            obj = self.objects.lookup(dotted)
-            denied = self.objects.denied_name(obj) if obj is not MISSING else None
-            if denied:
-                self.report(node, "denied-name", f"`{dotted}` is not allowed in submitted code.")
-            elif isinstance(obj, types.ModuleType) and not self.objects.module_allowed(
-                obj.__name__
-            ):
-                self.report(node, "forbidden-import", _import_message(obj.__name__, self.objects))
-            elif (module_of := object_module(obj)) and self.objects.module_forbidden_everywhere(
-                module_of
-            ):
-                self.report(node, "forbidden-module", _module_message(dotted, module_of))
-
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         if is_dunder(node.name) and self.scope.kind != "class":
             self.report(
@@ -679,160 +438,6 @@ class StudentCodeChecker(ScopedVisitor):
                 self._reference_ok.update(id(element) for element in node.type.elts)
         self.generic_visit(node)
 
-    # -- classes --------------------------------------------------------------------------------
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        for keyword in node.keywords:
-            self.report(
-                node,
-                "class-keyword",
-                f"`class {node.name}(..., {keyword.arg}=...)`: metaclasses and class keywords "
-                "are not allowed.",
-            )
-        for decorator in node.decorator_list:
-            self._check_class_decorator(node, decorator)
-        self._reference_ok.update(id(base) for base in node.bases)
-        library_bases = []
-        for base in node.bases:
-            library_bases += self._check_base(node, base)
-        self._class_library_bases[id(node)] = library_bases
-        hooks = self._hooks(library_bases)
-        for statement in node.body:
-            self._check_class_member(node, statement, library_bases, hooks)
-        super().visit_ClassDef(node)
-
-    def _check_class_decorator(self, node: ast.ClassDef, decorator: ast.expr) -> None:
-        target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        self._reference_ok.add(id(decorator))
-        if isinstance(target, ast.Name) and target.id in self.names.student_functions:
-            return
-        dataclass_objects = [path[-1] for path in self._chain_objects(target)]
-        import dataclasses
-
-        if dataclass_objects and all(obj is dataclasses.dataclass for obj in dataclass_objects):
-            return
-        self.report(
-            node,
-            "class-decorator",
-            f"`@{ast.unparse(decorator)}` on class {node.name}: a class may only be decorated "
-            "with @dataclass or with your own functions.",
-        )
-
-    def _allowed_bases(self) -> list[type]:
-        found = []
-        for dotted in self.objects.policy.allowed_bases:
-            obj = self.objects.lookup(dotted, trusted=True)
-            if isinstance(obj, type):
-                found.append(obj)
-        return found
-
-    def _library_bases_of_student_class(self, name: str, seen: set[str]) -> list[type]:
-        if name in seen:
-            return []
-        seen.add(name)
-        bases = []
-        for definition in self.names.student_classes.get(name, []):
-            for base in definition.bases:
-                if isinstance(base, ast.Name) and base.id in self.names.student_classes:
-                    bases += self._library_bases_of_student_class(base.id, seen)
-                else:
-                    bases += [
-                        obj
-                        for obj in (p[-1] for p in self._chain_objects(base))
-                        if isinstance(obj, type)
-                    ]
-        return bases
-
-    def _check_base(self, node: ast.ClassDef, base: ast.expr) -> list[type]:
-        if self._is_student_class(base):
-            return self._library_bases_of_student_class(base.id, set())
-        paths = self._chain_objects(base)
-        objects = [path[-1] for path in paths if len(path) == len(attribute_chain(base)[1]) + 1]
-        if not objects and isinstance(base, ast.Name) and base.id in ("object", "Exception"):
-            objects = [getattr(builtins, base.id)]
-        allowed = self._allowed_bases()
-        good = [
-            obj
-            for obj in objects
-            if isinstance(obj, type)
-            and (obj is object or any(issubclass(obj, allowed_base) for allowed_base in allowed))
-        ]
-        if not objects or len(good) != len(objects):
-            names = ", ".join(self.objects.policy.allowed_bases)
-            self.report(
-                node,
-                "class-base",
-                f"class {node.name} derives from `{ast.unparse(base)}`: a class may derive "
-                f"only from your own classes, object, or these library classes (and their "
-                f"subclasses): {names}.",
-            )
-            return []
-        return [obj for obj in good if obj is not object]
-
-    def _hooks(self, library_bases: list[type]) -> set[str]:
-        hooks: set[str] = set()
-        for dotted, names in OVERRIDE_HOOKS.items():
-            family = self.objects.lookup(dotted, trusted=True)
-            if isinstance(family, type) and any(issubclass(b, family) for b in library_bases):
-                hooks |= names
-        return hooks
-
-    def _check_class_member(
-        self, node: ast.ClassDef, statement: ast.stmt, library_bases: list[type], hooks: set[str]
-    ) -> None:
-        names: list[tuple[ast.AST, str]] = []
-        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if statement.name in RICH_OUTPUT_METHODS:
-                self.report(
-                    statement,
-                    "rich-output",
-                    f"`def {statement.name}` makes objects of class {node.name} display raw "
-                    "HTML / JavaScript in the notebook and its feedback page; print text instead.",
-                )
-                return
-            if is_dunder(statement.name) and statement.name not in ALLOWED_DUNDER_METHODS:
-                self.report(
-                    statement,
-                    "dunder-method",
-                    f"`def {statement.name}` in class {node.name}: of Python's special methods a "
-                    f"class may define only {', '.join(sorted(ALLOWED_DUNDER_METHODS))}.",
-                )
-                return
-            names.append((statement, statement.name))
-        elif isinstance(statement, (ast.Assign, ast.AnnAssign)):
-            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
-            for target in targets:
-                names += [(n, n.id) for n in ast.walk(target) if isinstance(n, ast.Name)]
-        for where, name in names:
-            self._check_override(where, name, None, library_bases, hooks, node.name)
-
-    def _check_override(
-        self,
-        node: ast.AST,
-        name: str,
-        class_scope,
-        library_bases: list[type] | None = None,
-        hooks: set[str] | None = None,
-        class_name: str | None = None,
-    ) -> None:
-        if library_bases is None:
-            if class_scope is None:
-                return
-            library_bases = self._class_library_bases.get(id(class_scope.node), [])
-            hooks = self._hooks(library_bases)
-            class_name = class_scope.node.name
-        if name in hooks or is_dunder(name):
-            return
-        owners = [base for base in library_bases if _has_attribute(base, name)]
-        if owners:
-            owner = f"{owners[0].__module__}.{owners[0].__qualname__}"
-            self.report(
-                node,
-                "override",
-                f"class {class_name} replaces `{name}` of {owner}; the tests use the library's "
-                f"`{name}` to inspect your object. Subclasses of it may define "
-                f"{', '.join(sorted(hooks)) or 'nothing of it'} and new names of their own.",
-            )
-
 
 def _own_statements(node: ast.AST, include_self: bool = True):
     """Nodes of a function body, not descending into nested functions, lambdas or classes."""
@@ -844,24 +449,8 @@ def _own_statements(node: ast.AST, include_self: bool = True):
         yield from _own_statements(child)
 
 
-def _has_attribute(cls: type, name: str) -> bool:
-    import inspect
-
-    try:
-        inspect.getattr_static(cls, name)
-    except AttributeError:
-        return False
-    return True
-
-
 def _is_name(node: ast.AST, name: str) -> bool:
     return isinstance(node, ast.Name) and node.id == name
-
-
-def _mutating(method: str) -> bool:
-    return method in MUTATING_METHODS or (
-        method.endswith("_") and not method.startswith("_") and len(method) > 1
-    )
 
 
 def _package(name: str, names: NotebookNames) -> bool:
@@ -872,40 +461,4 @@ def _package(name: str, names: NotebookNames) -> bool:
 
 
 def _module_bound(tree: ast.Module) -> set[str]:
-    from course_tools.policy.scopes import new_scope
-
     return new_scope(tree, None).bound
-
-
-def _computed_attribute_message() -> str:
-    return (
-        "`getattr` with a name computed at run time can reach any attribute; write the "
-        "attribute out (obj.name) or use getattr(obj, 'name') with the name as a string literal."
-    )
-
-
-def _ipython_message(name: str) -> str:
-    if name == "get_ipython":
-        return (
-            "IPython internals are not allowed: magics (%timeit, %%time, ...), shell commands "
-            "(!ls) and get_ipython(). Time code with time.perf_counter() instead."
-        )
-    return (
-        f"`{name}` is IPython's input/output history (it holds the test cells); submitted code "
-        "may not read it."
-    )
-
-
-def _import_message(module: str, objects: Objects) -> str:
-    allowed = ", ".join(objects.policy.allowed_for(objects.assignment))
-    return (
-        f"`{module}` may not be imported in this problem set. Allowed: {allowed} (without their "
-        f"private modules and without: {', '.join(objects.policy.denied_for(objects.assignment))})."
-    )
-
-
-def _module_message(text: str, module: str) -> str:
-    return (
-        f"`{text}` reaches the module `{module}`, which submitted code may not use (it reaches "
-        "outside the notebook: files, processes, the interpreter or the grader)."
-    )

@@ -182,6 +182,9 @@ def helper(x: Optional[torch.Tensor] = None, sizes: tuple[int, ...] = ()) -> lis
 plt.rcParams["figure.figsize"] = (4, 3)
 print(torch.__version__, math.pi, random.random(), getattr(nn.Conv2d(1, 1, 1), "bias", None))
 """,
+    "one-line cells that look like magics but are Python": """
+time = 3
+""",
     "matplotlib magic and printing types": """
 %matplotlib inline
 x = torch.zeros(2)
@@ -267,6 +270,9 @@ ATTACKS = [
     ),
     ("cell magic", "%%capture\nprint(1)", "ipython"),
     ("shell", "!cat ../../solutions/ps1_convolution/ps1_convolution.ipynb", "ipython"),
+    ("automagic run of an extra file", "run extra_file_in_the_submission.py", "ipython"),
+    ("automagic shell alias", "ls ../..", "ipython"),
+    ("automagic without arguments", "pwd", "ipython"),
     ("input history", "def peek():\n    return In[-1]", "ipython"),
     ("last output", "def peek():\n    return _", "ipython"),
     # Code from strings, files, the interpreter.

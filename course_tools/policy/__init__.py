@@ -17,6 +17,7 @@ Configuration (nbgrader_config.py): ``c.SubmissionPolicy.allowed_imports``,
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from course_tools.policy.cells import (
     STUDENT,
     PolicyError,
     SourceCells,
+    automagic_command,
     executed_cells,
     read_sources,
     source_notebook_paths,
@@ -106,7 +108,22 @@ def check_notebook(
         Violation(finding.cell.label, finding.line, finding.rule, finding.message)
         for finding in name_flow(infos, source_cells.solution_names)
     ]
+    bound_before: set[str] = set()
+    infos_by_index = {info.cell.index: info for info in infos}
     for cell in cells:
+        command = automagic_command(cell.source) if cell.kind == STUDENT else None
+        if command and command.split(".")[0] not in bound_before | set(dir(builtins)):
+            violations.append(
+                Violation(
+                    cell.label,
+                    1,
+                    "ipython",
+                    f"This one-line cell runs IPython's %{command} magic (automagic: no % "
+                    "needed). Magics and shell commands are not allowed in submitted cells.",
+                )
+            )
+        if cell.index in infos_by_index:
+            bound_before |= {binding.name for binding in infos_by_index[cell.index].bindings}
         if cell.kind == STUDENT and cell.tree is not None:
             for finding in StudentCodeChecker(cell, names).check():
                 violations.append(

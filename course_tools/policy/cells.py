@@ -11,6 +11,7 @@ which of it is the student's.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,6 +57,41 @@ def python_source(source: str) -> str:
         return TransformerManager().transform_cell(source)
     except Exception:  # noqa: BLE001 (IPython could not transform it: it will not compile either)
         return source
+
+
+@functools.lru_cache(maxsize=1)
+def _magic_names() -> frozenset[str]:
+    """Line magics and shell aliases a kernel knows by default (IPython, ipykernel, storemagic)."""
+    from IPython.core import magics
+    from IPython.core.alias import default_aliases
+
+    names = set(magics.BUILTIN_LAZY_MAGICS.get("line", {}))
+    for attribute in dir(magics):
+        table = getattr(getattr(magics, attribute), "magics", None)
+        if isinstance(table, dict):
+            names |= set(table.get("line", {}))
+    try:
+        from ipykernel.zmqshell import KernelMagics
+
+        names |= set(KernelMagics.magics["line"])
+    except ImportError:
+        pass
+    names |= {name for name, _ in default_aliases()} | {"store"}
+    return frozenset(names)
+
+
+def automagic_command(source: str) -> str | None:
+    """The magic a one-line cell runs without a ``%`` (IPython's automagic: ``ls``, ``cd ..``,
+    ``run file.py``), unless the line assigns to that name; None for any other cell. Whether a
+    variable of that name shadows the magic is the caller's to decide."""
+    from IPython.core.splitinput import LineInfo
+
+    lines = python_source(source).splitlines()
+    if len(lines) != 1:
+        return None
+    info = LineInfo(lines[0])
+    assigns = info.the_rest.lstrip().startswith("=") and not info.the_rest.lstrip().startswith("==")
+    return info.ifun if info.ifun in _magic_names() and not info.pre and not assigns else None
 
 
 def parse(source: str) -> ast.Module | None:

@@ -476,6 +476,10 @@ def test_reading_test_variables_is_caught():
     # `return expected`: the hidden test binds `expected` just before calling the student.
     code = "def conv2d_loops(x, weight, bias=None, stride=1, padding=0):\n    return expected"
     assert rules("ps1_convolution", code, after="conv2d_loops") == ["test-variable"]
+    # A generator expression runs when it is consumed: inside a test, like a function.
+    assert rules("ps1_convolution", "later = (expected for _ in range(1))", after="setup") == [
+        "test-variable"
+    ]
     # Top level, after a test cell: its (hidden) data.
     assert rules("ps1_convolution", "print(x.sum(), gen)", after="test_conv2d_loops_basic") == [
         "test-variable"

@@ -281,10 +281,11 @@ class ScopedVisitor(ast.NodeVisitor):
         return self.resolve(name).kind == "module"
 
     def in_function(self) -> bool:
-        """Does the current code run when some function is called (not when the cell runs)?"""
+        """Does the current code run when some function is called, or when a generator
+        expression is consumed (not when the cell runs)?"""
         scope = self.scope
         while scope is not None:
-            if scope.kind == "function":
+            if scope.kind == "function" or isinstance(scope.node, ast.GeneratorExp):
                 return True
             scope = scope.parent
         return False

@@ -190,6 +190,11 @@ time = 3
 x = torch.zeros(2)
 print(type(x), x.__class__.__name__)
 """,
+    "own variables named like builtins": """
+input = torch.randn(2, 3)
+type = "max"
+print(input.shape, type)
+""",
     "own global state": """
 counter = 0
 
@@ -279,6 +284,16 @@ ATTACKS = [
     ("open", "print(open('../../gradebook.db', 'rb').read(10))", "forbidden-builtin"),
     ("eval", "eval('1 + 1')", "forbidden-builtin"),
     ("exec alias", "run = exec", "forbidden-builtin"),
+    (
+        "builtin used before a later shadowing",
+        "eval('1')\n\ndef eval(text):\n    return text",
+        "forbidden-builtin",
+    ),
+    (
+        "builtin unshadowed by del",
+        "def eval(text):\n    return text\n\ndel eval\neval('1')",
+        "forbidden-builtin",
+    ),
     ("compile", "compile('x = 1', 'x', 'exec')", "forbidden-builtin"),
     ("globals", "globals()['assert_close'] = print", "forbidden-builtin"),
     ("vars", "vars(F)['conv2d'] = print", "forbidden-builtin"),

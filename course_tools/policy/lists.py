@@ -10,7 +10,6 @@ FORBIDDEN_BUILTINS = {
     "exec": "runs code from a string",
     "compile": "turns a string into code",
     "open": "opens files",
-    "input": "waits for keyboard input",
     "breakpoint": "starts a debugger",
     "globals": "exposes the notebook's namespace",
     "locals": "exposes the notebook's namespace",

@@ -21,12 +21,23 @@ class NotebookNames:
         self.instructor_bound: set[str] = set()
         self.student_classes: dict[str, list[ast.ClassDef]] = {}
         self.student_functions: set[str] = set()
+        # name -> (cell index, position) of every module-level binding; names deleted anywhere
+        self._bound_at: dict[str, list[tuple[int, tuple[int, int]]]] = {}
+        self._deleted: set[str] = set()
         for info in infos:
             student = info.cell.kind == STUDENT
             for binding in info.bindings:
                 if binding.import_target is not None:
                     self.imports.setdefault(binding.name, set()).add(binding.import_target)
                 (self.student_bound if student else self.instructor_bound).add(binding.name)
+                self._bound_at.setdefault(binding.name, []).append(
+                    (info.cell.index, binding.position)
+                )
+            for statement in ast.walk(info.cell.tree) if info.cell.tree is not None else ():
+                if isinstance(statement, ast.Delete):
+                    self._deleted.update(
+                        target.id for target in statement.targets if isinstance(target, ast.Name)
+                    )
             if student and info.cell.tree is not None:
                 for statement in ast.walk(info.cell.tree):
                     if isinstance(statement, ast.ClassDef):
@@ -60,6 +71,15 @@ class NotebookNames:
 
     def bound(self, name: str) -> bool:
         return name in self.student_bound or name in self.instructor_bound
+
+    def shadows_builtin(self, name: str, cell_index: int, position: tuple[int, int]) -> bool:
+        """Does a notebook binding of ``name`` (made before this point, never deleted) hide
+        the builtin of that name here? (``eval`` defined after its use is still the builtin.)"""
+        if name in self._deleted:
+            return False
+        return any(
+            (index, where) < (cell_index, position) for index, where in self._bound_at.get(name, ())
+        )
 
     def objects_of(self, name: str) -> list[object]:
         """The library objects a global name may hold (through its import bindings)."""

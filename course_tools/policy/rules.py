@@ -135,7 +135,8 @@ class StudentCodeChecker(ClassRules, ImportRules, ScopedVisitor):
         if not isinstance(node.ctx, ast.Load):
             return
         is_global = self.is_global(name)
-        unbound = is_global and not self.names.bound(name)
+        position = (node.lineno, node.col_offset)
+        unbound = is_global and not self.names.shadows_builtin(name, self.cell.index, position)
         if unbound and name in FORBIDDEN_BUILTINS and id(node) not in self._type_for_display:
             self.report(
                 node,

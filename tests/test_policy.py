@@ -249,6 +249,24 @@ def test_honest_patterns_pass(name):
 
 # ------------------------------------------------------------------- attacks
 
+_CLASS_FROM_ANNOTATION = """
+import typing
+
+def f(x: torch.Tensor):
+    return x
+
+tensor_class = typing.get_type_hints(f)["x"]
+tensor_class.add = print
+"""
+_CLASS_FROM_FIELD = """
+import dataclasses
+
+@dataclasses.dataclass
+class Box:
+    x: torch.Tensor
+
+dataclasses.fields(Box)[0].type.add = print
+"""
 _MODULE_HOOKS_VIA_SELF = """
 class Block(nn.Module):
     def forward(self, x):
@@ -411,6 +429,19 @@ ATTACKS = [
         "assign-attribute",
     ),
     ("library list", "import warnings\nwarnings.filters.clear()", "mutate-data"),
+    ("attribute of a call result", "nn.Conv2d(1, 1, 1).forward.x = 1", "assign-attribute"),
+    ("class out of an annotation", _CLASS_FROM_ANNOTATION, "denied-name"),
+    ("class out of a dataclass field", _CLASS_FROM_FIELD, "denied-name"),
+    (
+        "kernel stream of tqdm",
+        "from tqdm.auto import tqdm\nbar = tqdm(range(1))\nbar.fp.session",
+        "denied-name",
+    ),
+    (
+        "kernel through widgets",
+        "from tqdm.auto import tqdm\ntqdm(range(1)).container.comm",
+        "denied-name",
+    ),
     # Rebinding what the tests use (the setup's imports, builtins, helpers).
     ("rebind assert_close", "def assert_close(*args, **kwargs):\n    pass", "protected-name"),
     ("rebind zip", "zip = lambda *args, **kwargs: []", "protected-name"),

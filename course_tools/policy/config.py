@@ -85,8 +85,10 @@ DEFAULT_DENIED_IMPORTS = (
 # Functions and objects of allowed modules that change process-wide state the tests rely on,
 # reach operators past the dispatcher's Python API (torch.ops), read files (unpickling runs
 # arbitrary code), print / parse the source of the functions they are given (a hidden
-# test's lambda handed to student code), or set attributes of any function they are given
-# (functools.update_wrapper / wraps: `__wrapped__` on a library function). Denied wherever
+# test's lambda handed to student code), set attributes of any function they are given
+# (functools.update_wrapper / wraps: `__wrapped__` on a library function), or hand back the
+# classes named in annotations as values (typing.get_type_hints / get_args, dataclasses.fields,
+# singledispatch registries). Denied wherever
 # reached, by identity (aliases and re-exports included).
 # Routes around an exercise that the operator checks cannot see (numpy.convolve for a
 # convolution exercise) belong in `assignment_denied_names` of the course's config.
@@ -121,6 +123,13 @@ DEFAULT_DENIED_NAMES = (
     "numpy.info",
     "functools.update_wrapper",
     "functools.wraps",
+    "functools.singledispatch",
+    "functools.singledispatchmethod",
+    "typing.get_type_hints",
+    "typing.get_args",
+    "typing.get_origin",
+    "typing.get_overloads",
+    "dataclasses.fields",
     "course_lib.source.show_source",
     "course_lib.checks.calls_in_source",
     "course_lib.checks.uses_any",

@@ -85,6 +85,17 @@ DENIED_ATTRIBUTES = {
     **dict.fromkeys(["ag_frame", "ag_code", "ag_await", "tb_frame", "tb_next"], _FRAMES),
     **dict.fromkeys(["f_globals", "f_locals", "f_builtins", "f_back", "f_code"], _FRAMES),
     **dict.fromkeys(["co_consts", "co_code", "co_names", "func_globals"], _FRAMES),
+    # The kernel's own objects, reachable from library objects: tqdm's output stream (`.fp` is
+    # the kernel's stderr, whose session can forge messages to the grader), the widgets of
+    # tqdm.auto (`.container`, `.comm` lead to the kernel and its shell).
+    **dict.fromkeys(
+        ["fp", "container", "comm", "comms", "session", "pub_thread", "parent_header"],
+        "reaches the notebook kernel's own objects",
+    ),
+    **dict.fromkeys(
+        ["socket", "iopub_socket", "shell", "user_ns", "user_global_ns", "displayhook"],
+        "reaches the notebook kernel's own objects",
+    ),
 }
 HOOK = re.compile(
     r"register(_\w+)?_(pre)?hook|register_parametrization|(remove_)?(weight|spectral)_norm"

@@ -238,6 +238,13 @@ class StudentCodeChecker(ClassRules, ImportRules, ScopedVisitor):
     def _check_attribute_store(self, node: ast.Attribute) -> None:
         root = receiver_root(node.value)
         if not isinstance(root, ast.Name):
+            self.report(
+                node,
+                "assign-attribute",
+                f"`{ast.unparse(node)}` sets an attribute of an object a call or an expression "
+                "returned; set attributes only through your own variables (self.x = ..., "
+                "layer.weight = ...), so the check can see whose object it is.",
+            )
             return
         scope = self.resolve(root.id)
         if scope.kind != "module":

@@ -47,6 +47,7 @@ def _nbgrader(cell: NotebookNode) -> dict:
 _MATPLOTLIB_MAGIC = re.compile(r"^(\s*)%matplotlib(\s+[\w.]+)?\s*$", re.MULTILINE)
 
 
+@functools.lru_cache(maxsize=1024)
 def python_source(source: str) -> str:
     """The Python that IPython runs for a cell: magics and shell escapes become
     ``get_ipython()`` calls (which the policy then rejects), except `%matplotlib <backend>`."""
@@ -94,7 +95,9 @@ def automagic_command(source: str) -> str | None:
     return info.ifun if info.ifun in _magic_names() and not info.pre and not assigns else None
 
 
+@functools.lru_cache(maxsize=1024)
 def parse(source: str) -> ast.Module | None:
+    """The cell's syntax tree (shared between calls: the policy never changes a tree)."""
     try:
         return ast.parse(python_source(source))
     except (SyntaxError, ValueError):

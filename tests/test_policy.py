@@ -652,3 +652,15 @@ def test_source_notebook_from_the_course_directory(tmp_path):
     ]
     with pytest.raises(PolicyError, match="no source notebook"):
         check_notebook(with_cell(ps, "1"), "ps_missing", config)
+
+
+def test_the_course_config_configures_the_policy():
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    policy = SubmissionPolicy(config=config)
+    assert "numpy.convolve" in policy.denied_names_for("ps1_convolution")
+    assert "numpy.convolve" not in policy.denied_names_for("ps5_train_cnn")
+    ps = "ps1_convolution"
+    nb = with_cell(ps, "import numpy as np\nnp.correlate([1, 2], [1])")
+    assert [v.rule for v in check_notebook(nb, ps, config, source=source(ps))] == ["denied-name"]

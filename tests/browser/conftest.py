@@ -100,13 +100,12 @@ class Hub:
 def hub() -> Hub:
     """JupyterHub with deploy/jupyterhub_config.py on 127.0.0.1, one instructor, two students.
 
-    The instructor's course directory holds ps1 and ps3, generated (`nbgrader
-    generate_assignment`) as the instructor; Ada's home holds lecture 1.
+    The instructor's course directory holds the sources of ps1 and ps3; Ada's home holds
+    lecture 1. The users' servers are started at once (through the hub's API), so that they come
+    up while the first test runs.
     """
     _check_prerequisites()
     course = make_class(INSTRUCTOR, STUDENTS, ASSIGNMENTS)
-    for assignment in ASSIGNMENTS:
-        course.nbgrader(course.instructor, "generate_assignment", assignment, "--force")
     ada = course.students[0]
     lectures = ada.home / "lectures"
     lectures.mkdir()
@@ -114,7 +113,7 @@ def hub() -> Hub:
     for path in [lectures, lectures / "01_convolution.ipynb"]:
         os.chown(path, ada.uid, ada.gid)
 
-    password = secrets.token_urlsafe(16)
+    password, api_token = secrets.token_urlsafe(16), secrets.token_hex(32)
     port, hub_port, api_port = _free_port(), _free_port(), _free_port()
     config = course.root / "jupyterhub_test_config.py"
     config.write_text(
@@ -128,6 +127,10 @@ def hub() -> Hub:
         f"c.JupyterHub.hub_port = {hub_port}\n"
         f'c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"\n'
         f"c.ConfigurableHTTPProxy.command = [{_proxy_command()!r}]\n"
+        "# The test starts the users' servers through the API.\n"
+        f'c.JupyterHub.services = [{{"name": "class-test", "api_token": {api_token!r}}}]\n'
+        'c.JupyterHub.load_roles = [{"name": "class-test", "scopes": ["servers"], '
+        '"services": ["class-test"]}]\n'
     )
     config.chmod(0o600)
     env = {
@@ -161,6 +164,13 @@ def hub() -> Hub:
                 if time.monotonic() > deadline:
                     pytest.fail(f"JupyterHub did not answer in 120 s:\n{log.read_text()[-3000:]}")
                 time.sleep(1)
+        for user in [INSTRUCTOR, *STUDENTS]:
+            request = urllib.request.Request(
+                f"{url}/hub/api/users/{user}/server",
+                method="POST",
+                headers={"Authorization": f"token {api_token}"},
+            )
+            urllib.request.urlopen(request, timeout=30)
         yield Hub(url, password, course, log, process)
     finally:
         # SIGTERM: the hub stops the users' servers (cleanup_servers) and its proxy, then exits.
@@ -175,8 +185,9 @@ def hub() -> Hub:
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium under Playwright."""
+    """Headless Debian Chromium under Playwright (old screenshots removed first)."""
     _check_prerequisites()
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

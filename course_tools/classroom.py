@@ -1,17 +1,17 @@
-"""A class on a JupyterHub or on one shared machine: nbgrader's exchange and each role's JupyterLab.
+"""A class on a JupyterHub or one shared machine: nbgrader's exchange, each role's JupyterLab.
 
 nbgrader moves work between the instructor and the students through its *exchange*, a directory
-that every account of the class can write to::
+that every account of the class can write to (``<exchange>/cnn-course/...``)::
 
-    instructor  release_assignment  ->  exchange/cnn-course/outbound/<ps>/    ->  fetch_assignment  student
-    student     submit              ->  exchange/cnn-course/inbound/          ->  collect           instructor
-    instructor  release_feedback    ->  exchange/cnn-course/feedback/         ->  fetch_feedback    student
+    release_assignment (instructor) -> outbound/<ps>/ -> fetch_assignment (student)
+    submit (student)                -> inbound/       -> collect (instructor)
+    release_feedback (instructor)   -> feedback/      -> fetch_feedback (student)
 
 This module creates the exchange and writes the Jupyter configuration of the two roles::
 
-    python -m course_tools.classroom exchange /srv/nbgrader/exchange --instructor teacher   # as root
-    python -m course_tools.classroom student-config DIR [--exchange /srv/nbgrader/exchange]
-    python -m course_tools.classroom instructor-config DIR --course-dir ~/cnn-course [--exchange ...]
+    python -m course_tools.classroom exchange /srv/nbgrader/exchange --instructor teacher  # root
+    python -m course_tools.classroom student-config [DIR] [--exchange /srv/nbgrader/exchange]
+    python -m course_tools.classroom instructor-config DIR --course-dir ~/cnn-course [--exchange X]
 
 A configuration directory holds three files; Jupyter reads them from every directory on its config
 path (``jupyter --paths``; the first directory listed wins):
@@ -46,7 +46,9 @@ from pathlib import Path
 
 from course_tools.grading import COURSE_ID
 
-MARKER = "# Written by `python -m course_tools.classroom`; run it again rather than editing by hand."
+MARKER = (
+    "# Written by `python -m course_tools.classroom`; run it again rather than editing by hand."
+)
 
 # nbgrader's JupyterLab plugins and server extensions (nbgrader 0.9).
 INSTRUCTOR_LAB_PLUGINS = (
@@ -246,7 +248,7 @@ def write_hub_configs(
 
 
 def role_config_path(role: str, dirs: dict[str, Path]) -> str:
-    """``JUPYTER_CONFIG_PATH`` for a role: instructors read their directory first, then students'."""
+    """``JUPYTER_CONFIG_PATH`` of a role: instructors read their directory, then the students'."""
     order = ["instructor", "student"] if role == "instructor" else ["student"]
     return os.pathsep.join(str(dirs[name]) for name in order)
 

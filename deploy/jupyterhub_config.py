@@ -1,4 +1,4 @@
-"""JupyterHub for a class taking the CNN course: one JupyterLab per Unix account, nbgrader's exchange.
+"""JupyterHub for a class of the CNN course: one JupyterLab per Unix account, nbgrader's exchange.
 
     sudo .venv/bin/jupyterhub -f deploy/jupyterhub_config.py
 

@@ -1,4 +1,4 @@
-"""A throwaway class for the exchange tests: Unix accounts, a class directory, commands run as a user.
+"""A throwaway class for the exchange tests: Unix accounts, a class directory, commands as a user.
 
 nbgrader's exchange relies on Unix permissions (students write into a directory they cannot list,
 `collect` checks who owns a submission), so the tests use real accounts. They need root, which CI
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from course_tools import classroom, grading
+from course_tools import grading
 
 REQUIRE_ENV = "COURSE_CLASS_TESTS"
 TEST_ACCOUNT_MARKER = ".cnn-course-test-account"
@@ -137,12 +137,13 @@ def give_to(account: Account, path: Path) -> None:
 
 
 def check_course_importable(student: Account) -> None:
-    """The class accounts can run this Python and import the course (else skip or fail)."""
-    proc = run_as(
-        student,
-        [sys.executable, "-c", "import course_lib, nbgrader, torch"],
-        check=False,
+    """The class accounts can run this Python and find the course (else skip or fail)."""
+    code = (
+        "import importlib.util as u\n"
+        "for name in ['course_lib', 'course_tools', 'nbgrader', 'torch']:\n"
+        "    assert u.find_spec(name), f'cannot find {name}'\n"
     )
+    proc = run_as(student, [sys.executable, "-c", code], check=False)
     if proc.returncode != 0:
         missing_prerequisite(
             f"the account {student.name} cannot import the course from {sys.executable}: make "
@@ -161,37 +162,41 @@ def require_root() -> None:
 
 @dataclass
 class Classroom:
-    """A class directory with an exchange, the two role configurations and an instructor."""
+    """The accounts of a test class, its world-readable directory and the instructor's course.
+
+    ``config_path`` is the ``JUPYTER_CONFIG_PATH`` every account's commands get (the class's
+    configuration directories, set up by the test).
+    """
 
     root: Path  # world-readable temporary directory
-    exchange: Path
-    role_dirs: dict[str, Path]
     instructor: Account
     students: list[Account]
+    config_path: str = ""
+
+    @property
+    def exchange(self) -> Path:
+        return self.root / "exchange"
 
     @property
     def course_dir(self) -> Path:
         return self.instructor.home / "cnn-course"
 
-    def env(self, account: Account) -> dict[str, str]:
-        role = "instructor" if account == self.instructor else "student"
-        return user_env(account, classroom.role_config_path(role, self.role_dirs))
-
     def run(self, account: Account, *args: str, cwd: Path | None = None, **kwargs):
-        """``args`` as ``account`` with its role's Jupyter configuration."""
-        return run_as(account, args, cwd=cwd, env=self.env(account), **kwargs)
+        """``args`` as ``account``, with the class's Jupyter configuration."""
+        return run_as(account, args, cwd=cwd, env=user_env(account, self.config_path), **kwargs)
 
     def nbgrader(self, account: Account, *args: str, **kwargs):
-        """``nbgrader <args>`` as ``account`` (instructors in the course directory)."""
-        cwd = self.course_dir if account == self.instructor else account.home
-        return self.run(account, sys.executable, "-m", "nbgrader", *args, cwd=cwd, **kwargs)
+        """``nbgrader <args>`` as ``account``, in its home directory (an instructor's nbgrader
+        finds the course through ``CourseDirectory.root`` in their configuration)."""
+        return self.run(account, sys.executable, "-m", "nbgrader", *args, **kwargs)
 
 
 def make_class(instructor: str, students: Sequence[str], assignments: Sequence[str]) -> Classroom:
-    """Accounts, an exchange in a fresh directory under /tmp, and the instructor's course.
+    """Accounts, a fresh world-readable directory under /tmp, and the instructor's course.
 
     The course directory ``~instructor/cnn-course`` holds the course config and the source
-    notebooks of ``assignments``, as an instructor's clone of the repository does.
+    notebooks of ``assignments``, as an instructor's clone of the repository does. The exchange
+    and the Jupyter configuration are left to the test: that is what it tests.
     """
     require_root()
     teacher = ensure_account(instructor)
@@ -199,9 +204,6 @@ def make_class(instructor: str, students: Sequence[str], assignments: Sequence[s
     check_course_importable(pupils[0])
     root = Path(tempfile.mkdtemp(prefix="cnn-class-", dir="/tmp"))
     root.chmod(0o755)
-    exchange = root / "exchange"
-    classroom.create_exchange(exchange, instructor=teacher.name)
-    role_dirs = classroom.write_hub_configs(root, exchange)
     course = grading.new_course(teacher.home / "cnn-course", REPO, assignments)
     give_to(teacher, course)
-    return Classroom(root, exchange, role_dirs, teacher, pupils)
+    return Classroom(root, teacher, pupils)

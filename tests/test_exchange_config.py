@@ -58,7 +58,9 @@ def loaded(role_dirs) -> dict[str, tuple[dict, set]]:
     ).stdout
     results = json.loads(out.strip().splitlines()[-1])
     # JupyterLab turns {plugin: true} into a list of the disabled plugins.
-    return {role: (ext, set(disabled)) for role, (ext, disabled) in zip(roles, results)}
+    return {
+        role: (ext, set(disabled)) for role, (ext, disabled) in zip(roles, results, strict=True)
+    }
 
 
 def test_students_do_not_load_the_instructor_tools(loaded):

@@ -156,7 +156,9 @@ def hub() -> Hub:
         deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
-                pytest.fail(f"JupyterHub exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+                pytest.fail(
+                    f"JupyterHub exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+                )
             try:
                 urllib.request.urlopen(f"{url}/hub/api", timeout=5)
                 break

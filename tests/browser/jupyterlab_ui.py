@@ -1,4 +1,4 @@
-"""What a person does in JupyterLab and the formgrader, as Playwright steps (used by the tests here).
+"""What a person does in JupyterLab and the formgrader, as Playwright steps (for the tests here).
 
 Waits are on what a person sees: the status bar's "| Idle", a cell prompt without "*", a dialog.
 """
@@ -84,18 +84,22 @@ def run_all(page, timeout_s: float = 300) -> float:
 def prompts(page) -> list[str]:
     """The execution prompts ("[3]:", "[ ]:", "[*]:") of the notebook on screen."""
     return page.eval_on_selector_all(
-        f"{CURRENT_NOTEBOOK} .jp-CodeCell .jp-InputArea-prompt", "nodes => nodes.map(n => n.textContent)"
+        f"{CURRENT_NOTEBOOK} .jp-CodeCell .jp-InputArea-prompt",
+        "nodes => nodes.map(n => n.textContent)",
     )
 
 
 def current_tab_is_dirty(page) -> bool:
-    return bool(page.query_selector(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-current.jp-mod-dirty"))
+    return bool(
+        page.query_selector(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-current.jp-mod-dirty")
+    )
 
 
 def error_outputs(page) -> list[str]:
     """Texts of the error outputs (tracebacks) in the notebook on screen."""
+    stderr = "application/vnd.jupyter.stderr"
     return page.eval_on_selector_all(
-        f"{CURRENT_NOTEBOOK} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+        f"{CURRENT_NOTEBOOK} .jp-OutputArea-output[data-mime-type='{stderr}']",
         "nodes => nodes.map(n => n.textContent)",  # innerText is empty off screen
     )
 

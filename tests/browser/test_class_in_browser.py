@@ -25,7 +25,6 @@ import sys
 import time
 
 import pytest
-from playwright.sync_api import expect
 from jupyterlab_ui import (
     CURRENT_NOTEBOOK,
     assignment_row,
@@ -42,8 +41,8 @@ from jupyterlab_ui import (
     run_all,
     screenshot,
     wait_for_mathjax,
-    wait_kernel_idle,
 )
+from playwright.sync_api import expect
 
 from course_tools import grading
 
@@ -79,8 +78,10 @@ def test_2_students_see_assignments_and_no_instructor_tools(hub, sessions):
     page = sessions.page(ADA)
     assert menu_items(page, "Nbgrader") == ["Assignment List"]
     right_sidebar = page.inner_text("#jp-right-stack") + " ".join(
-        page.eval_on_selector_all("#jp-right-stack ~ * .lm-TabBar-tab, .jp-SideBar .lm-TabBar-tab",
-                                  "tabs => tabs.map(t => t.title)")
+        page.eval_on_selector_all(
+            "#jp-right-stack ~ * .lm-TabBar-tab, .jp-SideBar .lm-TabBar-tab",
+            "tabs => tabs.map(t => t.title)",
+        )
     )
     assert "Create Assignment" not in right_sidebar
     open_assignments(page)
@@ -123,7 +124,9 @@ def test_4_complete_notebook_passes_validate_and_is_submitted(hub, sessions):
         page.wait_for_selector(assignment_row("fetched", assignment))
         # Ben's work: the reference solution, written into his copy (as if he typed it).
         notebook = ben.home / assignment / f"{assignment}.ipynb"
-        notebook.write_bytes((EXAMPLES / "example-complete" / assignment / notebook.name).read_bytes())
+        notebook.write_bytes(
+            (EXAMPLES / "example-complete" / assignment / notebook.name).read_bytes()
+        )
     open_notebook(page, f"{PS1}/{PS1}.ipynb")
     seconds = run_all(page)
     assert error_outputs(page) == [], f"the complete {PS1} raised in the browser"
@@ -178,8 +181,9 @@ def test_6_instructor_grades_a_written_answer_with_formulas_offline(hub, session
     mathjax = wait_for_mathjax(formgrader)
     assert mathjax["errors"] == 0 and mathjax["rendered"] > 0, mathjax
     assert all("/static/jupyter_server_mathjax/" in src for src in mathjax["src"]), mathjax
-    answer = formgrader.locator(".nbgrader_cell:has(#written_answer) input.score, "
-                                "div:has(> #written_answer) input.score").first
+    answer = formgrader.locator(
+        ".nbgrader_cell:has(#written_answer) input.score, div:has(> #written_answer) input.score"
+    ).first
     answer.fill("2")
     answer.press("Tab")
     formgrader.wait_for_selector(".score-saved:visible")
@@ -211,8 +215,10 @@ def test_8_students_read_their_feedback_with_formulas(hub, sessions):
     page.click(f"{row} a:has-text('view feedback')")
     page.dblclick(f".jp-DirListing-item:has-text('{PS3}.html')")
     # JupyterLab shows HTML files without running their scripts until the reader trusts them.
-    page.click(".jp-HTMLViewer-toolbar .jp-Toolbar-item:has-text('Trust HTML'), "
-               ".jp-Toolbar-item:has-text('Trust HTML')")
+    page.click(
+        ".jp-HTMLViewer-toolbar .jp-Toolbar-item:has-text('Trust HTML'), "
+        ".jp-Toolbar-item:has-text('Trust HTML')"
+    )
     feedback = page.wait_for_selector(".jp-HTMLViewer:not(.lm-mod-hidden) iframe").content_frame()
     mathjax = wait_for_mathjax(feedback)
     screenshot(page, "8-feedback-in-jupyterlab")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -143,3 +144,19 @@ def test_command_line_writes_a_student_config(tmp_path, capsys):
     assert classroom.main(["student-config", str(tmp_path), "--exchange", "/srv/x"]) == 0
     assert "c.Exchange.root = '/srv/x'" in (tmp_path / "nbgrader_config.py").read_text()
     assert "restart JupyterLab" in capsys.readouterr().out
+
+
+def test_feedback_and_formgrader_pages_take_mathjax_from_the_jupyter_server():
+    """nbgrader_config.py puts the course's mathjax macro before nbconvert's CDN one."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(grading.REPO_ROOT)).load_config()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$H_{out}$")])
+    html, _ = HTMLExporter(config=config, template_name="classic").from_notebook_node(notebook)
+    assert "static/jupyter_server_mathjax/MathJax.js" in html
+    # nbconvert's classic page loads other scripts from a CDN; nbgrader's feedback and formgrade
+    # templates replace those (tests/test_exchange.py checks a real feedback file).
+    assert not re.search(r"<script[^>]*src=\"https?://[^\"]*mathjax", html, re.IGNORECASE)
+    json.dumps(config)  # the formgrader prints it as JSON ("config is not serializable")

@@ -61,10 +61,10 @@ INSTRUCTOR_SERVER_EXTENSIONS = (
     "nbgrader.server_extensions.course_list",
 )
 EXCHANGE_LAB_PLUGINS = ("@jupyter/nbgrader:assignment-list",)  # the Assignments panel
-# JupyterLab's "get notified about official Jupyter news?" pop-up, which would fetch the news from
-# the internet: off for the class (instructors inherit it from the student directory).
-NEWS_LAB_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)
 EXCHANGE_SERVER_EXTENSIONS = ("nbgrader.server_extensions.assignment_list",)
+# JupyterLab's "get notified about official Jupyter news?" pop-up, which would fetch the news from
+# the internet: off for the class (instructors inherit it from the student configuration).
+NEWS_LAB_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)
 
 # The exchange root is world-writable like /tmp, sticky so that nobody can remove or rename what
 # another account put there; nbgrader checks only the rwx bits (it wants 0o777).

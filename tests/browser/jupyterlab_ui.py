@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from classroom_helpers import REPO
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 SCREENSHOTS = REPO / "test-artifacts" / "browser"
 # The notebook on screen (other open notebooks are hidden dock panels).
@@ -29,22 +30,43 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+def open_menu(page, top: str) -> None:
+    """Open ``top`` of JupyterLab's menu bar (a click on a menu bar that still has the keyboard
+    focus after Escape can toggle instead of open: click until the menu is there)."""
+    for _ in range(3):
+        page.click(f"#jp-MainMenu .lm-MenuBar-itemLabel:text-is('{top}')")
+        try:
+            page.wait_for_selector(".lm-Menu", timeout=5_000)
+            return
+        except PlaywrightTimeoutError:
+            continue
+    raise AssertionError(f"the {top} menu does not open")
+
+
 def menu(page, top: str, item: str) -> None:
     """Click ``top`` in JupyterLab's menu bar, then ``item``."""
-    page.click(f"#jp-MainMenu .lm-MenuBar-itemLabel:text-is('{top}')")
+    open_menu(page, top)
     page.click(f".lm-Menu-itemLabel:text-is('{item}')")
 
 
 def menu_items(page, top: str) -> list[str]:
     """The visible entries of a menu-bar menu (closed again afterwards)."""
-    page.click(f"#jp-MainMenu .lm-MenuBar-itemLabel:text-is('{top}')")
-    page.wait_for_selector(".lm-Menu")
+    open_menu(page, top)
     items = page.eval_on_selector_all(
         ".lm-Menu .lm-Menu-item:not(.lm-mod-hidden) .lm-Menu-itemLabel",
         "nodes => nodes.map(n => n.textContent).filter(t => t)",
     )
     page.keyboard.press("Escape")
+    page.wait_for_selector(".lm-Menu", state="detached")
     return items
+
+
+def sidebar_tabs(page) -> list[str]:
+    """Labels and tooltips of the tabs in JupyterLab's left and right sidebars."""
+    return page.eval_on_selector_all(
+        ".jp-SideBar .lm-TabBar-tab",
+        "tabs => tabs.map(t => (t.textContent + ' ' + (t.title || '')).trim())",
+    )
 
 
 def open_assignments(page) -> None:

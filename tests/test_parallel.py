@@ -126,6 +126,17 @@ def test_summary_names_each_worker_and_the_gist_of_failures():
     assert parallel.result_line(results[0]) == "autograde tiny of ann: 2.0 s"
 
 
+def test_workers_swap_in_the_warm_kernel_execute_in_either_config_form():
+    from course_tools.grading.execute import GradingExecute
+    from course_tools.grading.workers import WarmGradingExecute, _with_warm_kernels
+
+    assert _with_warm_kernels(GradingExecute) is WarmGradingExecute
+    path = "course_tools.grading.execute.GradingExecute"
+    assert _with_warm_kernels(path) == "course_tools.grading.workers.WarmGradingExecute"
+    assert _with_warm_kernels("nbgrader.preprocessors.IgnorePattern").endswith("IgnorePattern")
+    assert issubclass(WarmGradingExecute, GradingExecute), "every protection of GradingExecute"
+
+
 def test_jobs_must_not_be_negative(tmp_path, capsys):
     from course_tools.grading.cli import main
 
@@ -149,7 +160,7 @@ def _write_submissions(url: str, students: list[str]) -> None:
             gb.db.commit()
 
 
-def concurrent_writers(url: str, processes: int = 4, each: int = 15) -> float:
+def concurrent_writers(url: str, processes: int = 4, each: int = 8) -> float:
     """``processes`` processes write ``each`` submissions each at once; returns seconds."""
     from nbgrader.api import Gradebook
 

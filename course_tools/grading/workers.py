@@ -204,6 +204,19 @@ class WarmGradingExecute(GradingExecute):
         return super().create_kernel_manager()
 
 
+def _with_warm_kernels(step):
+    """`WarmGradingExecute` in place of the course's `GradingExecute` (a class or its import
+    path, kept in the same form); any other preprocessor unchanged."""
+    from traitlets.utils.importstring import import_item
+
+    resolved = import_item(step) if isinstance(step, str) else step
+    if resolved is not GradingExecute:
+        return step
+    if isinstance(step, str):
+        return f"{WarmGradingExecute.__module__}.{WarmGradingExecute.__qualname__}"
+    return WarmGradingExecute
+
+
 @dataclass
 class SubmissionResult:
     """What grading one submission did (sent back from a worker to the coordinator)."""
@@ -265,10 +278,9 @@ class GradingWorker:
         _pool = None
         if warm_kernels:
             steps = list(self.app.config.Autograde.autograde_preprocessors or [])
-            if GradingExecute in steps:
-                self.app.config.Autograde.autograde_preprocessors = [
-                    WarmGradingExecute if step is GradingExecute else step for step in steps
-                ]
+            warm = [_with_warm_kernels(step) for step in steps]
+            if warm != steps:
+                self.app.config.Autograde.autograde_preprocessors = warm
                 _pool = KernelPool(self.app.config, preload, log=self.app.log)
         self.pool = _pool
         self._lock = threading.Lock()  # one submission at a time, whatever calls us

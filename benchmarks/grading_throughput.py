@@ -1,0 +1,181 @@
+"""Grading throughput and export time at class scale, measured in one run, printed as ratios.
+
+    python benchmarks/grading_throughput.py                  # 12 submissions of ps1 per setup
+    python benchmarks/grading_throughput.py --students 24 --assignment ps2_pooling_batchnorm
+    python benchmarks/grading_throughput.py --quick          # CI: 6 submissions, smaller export
+
+A synthetic class (`synthetic.example_class`: copies of the shipped example submissions of one
+problem set, complete / partial / alternative / blank / cheat in turn) is graded three times,
+each in a fresh course, always with the grading sandbox and every protection of the course's
+pipeline on:
+
+  before           one `nbgrader autograde --student` process per submission, one after the
+                   other (`--one-process-per-submission`: nbgrader and a kernel for each)
+  1 worker         `--jobs 1`: one long-lived worker (nbgrader in-process, kernels started
+                   ahead); it may use a second core (the next kernel starts while the worker
+                   saves the grades of the last one)
+  1 worker, 1 core the same, with the worker and its kernels held to one core (affinity)
+  N workers        `--jobs N` (default: one per CPU core, at least 2)
+
+Each is timed from outside (wall clock of the whole grading call, worker start-up included) and
+every score is checked against the example's expected score. Then a synthetic gradebook of
+1,000 students x 6 problem sets is exported in every format (`bulk_export`), and nbgrader's own
+export (the course's plugin, in-process) is timed on 50 of those students for comparison.
+
+Targets (issue #11): N workers >= 3x "before" in submissions per minute; 2 workers >= 1.7x one
+worker on 2 cores (printed against both one-worker rows); the per-assignment export of 1,000 x 6
+under 10 s. The machine's load
+average is printed with every measurement: on a busy machine the ratios mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from course_tools import grading
+from course_tools.grading import bulk_export, synthetic
+from course_tools.grading.parallel import autograde_parallel, default_jobs
+from course_tools.grading.runner import autograde_assignment
+
+
+def load() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def grade(root: Path, name: str, assignment: str, students: int, jobs: int | None):
+    """Grade a fresh synthetic class; (seconds, wrong scores)."""
+    course = root / name
+    expected = synthetic.example_class(course, assignment, students)
+    quiet = lambda message: None  # noqa: E731
+    start = time.perf_counter()
+    if jobs is None:
+        run = autograde_assignment(course, assignment, list(expected), log=quiet)
+    else:
+        run = autograde_parallel(
+            course, assignment, list(expected), jobs, log=quiet, progress=False
+        )
+    seconds = time.perf_counter() - start
+    scores = grading.read_scores(course)
+    wrong = []
+    for student, points in expected.items():
+        score = scores.get((student, assignment))
+        if score is None or score.incomplete or score.auto_score != points:
+            got = score.summary() if score else "no grade"
+            wrong.append(f"{student}: {got}, expected {points:g}")
+    for key, error in run.failures.items():
+        wrong.append(f"{key}: {error.strip().splitlines()[-1] if error.strip() else 'failed'}")
+    return seconds, wrong
+
+
+def throughput(args, root: Path) -> tuple[list[str], dict[str, float], list[str]]:
+    one_core = {min(os.sched_getaffinity(0))}
+    setups = [
+        ("before", None, None),
+        ("1 worker", 1, None),
+        ("1 worker, 1 core", 1, one_core),
+        (f"{args.jobs} workers", args.jobs, None),
+    ]
+    rates, lines, problems = {}, [], []
+    for label, jobs, cores in setups:
+        before = load()
+        folder = label.replace(" ", "-").replace(",", "")
+        seconds, wrong = grade(root, folder, args.assignment, args.students, jobs, cores)
+        rate = 60 * args.students / seconds
+        rates[label] = rate
+        problems += [f"{label}: {w}" for w in wrong]
+        lines.append(
+            f"{label:16s} {args.students:6d} {seconds:9.1f} {rate:10.1f}   {before} -> {load()}"
+        )
+        print(lines[-1], flush=True)
+    return lines, rates, problems
+
+
+def export_times(args, root: Path) -> tuple[dict[str, float], float, str]:
+    from nbgrader.api import Gradebook
+
+    from course_tools.grading.export import CourseCsvExportPlugin
+
+    url = f"sqlite:///{root / 'export-gradebook.db'}"
+    synthetic.synthetic_gradebook(url, args.export_students, args.export_sets)
+    times = {}
+    for fmt in bulk_export.FORMATS:
+        start = time.perf_counter()
+        bulk_export.export(url, root / f"grades-{fmt}.csv", fmt)
+        times[fmt] = time.perf_counter() - start
+    sample = [f"student{i:05d}" for i in range(args.nbgrader_sample)]
+    start = time.perf_counter()
+    with Gradebook(url, grading.COURSE_ID) as gb:
+        CourseCsvExportPlugin(to=str(root / "nbgrader.csv"), student=sample).export(gb)
+    nbgrader_seconds = time.perf_counter() - start
+    return times, nbgrader_seconds, load()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assignment", default="ps1_convolution")
+    parser.add_argument("--students", type=int, default=12, help="submissions per setup")
+    parser.add_argument("--jobs", type=int, default=max(2, default_jobs()))
+    parser.add_argument("--export-students", type=int, default=1000)
+    parser.add_argument("--export-sets", type=int, default=6)
+    parser.add_argument("--nbgrader-sample", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="CI size: 6 submissions per setup")
+    parser.add_argument("--skip-grading", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.students = 6
+        args.nbgrader_sample = 20
+    print(f"{os.cpu_count()} CPUs, {load()}; {args.students} submissions of {args.assignment}")
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="grading-throughput-") as tmp:
+        root = Path(tmp)
+        if not args.skip_grading:
+            header = f"{'setup':16s} {'subs':>6s} {'seconds':>9s} {'subs/min':>10s}"
+            print(f"\n{header}   load before -> after")
+            _, rates, problems = throughput(args, root)
+        times, nbgrader_seconds, export_load = export_times(args, root)
+    scale = args.export_students / args.nbgrader_sample
+    print(
+        f"\nexport of {args.export_students} students x {args.export_sets} problem sets "
+        f"({export_load}):"
+    )
+    for fmt, seconds in times.items():
+        print(f"  {fmt:12s} {seconds:6.2f} s")
+    print(
+        f"  nbgrader's export (course plugin): {nbgrader_seconds:.1f} s for "
+        f"{args.nbgrader_sample} students, ~{nbgrader_seconds * scale:.0f} s for "
+        f"{args.export_students} (linear)"
+    )
+    print("\nratios (targets in brackets):")
+    if not args.skip_grading:
+        many = f"{args.jobs} workers"
+        ratios = [
+            (f"{many} / before", rates[many] / rates["before"], "[>= 3]"),
+            ("1 worker / before", rates["1 worker"] / rates["before"], ""),
+            (f"{many} / 1 worker", rates[many] / rates["1 worker"], "[>= 1.7 on 2 cores]"),
+            (
+                f"{many} / 1 worker on 1 core",
+                rates[many] / rates["1 worker, 1 core"],
+                "[>= 1.7 on 2 cores]",
+            ),
+        ]
+        for label, ratio, target in ratios:
+            print(f"  {label + ':':30s} {ratio:5.2f}x  {target}")
+    size = f"{args.export_students} x {args.export_sets}"
+    print(f"  export {size}: {times['assignments']:.2f} s  [< 10 s]")
+    print(
+        f"  nbgrader export / this export: {nbgrader_seconds * scale / times['assignments']:.0f}x"
+    )
+    if problems:
+        print("\nWRONG SCORES OR FAILURES:\n  " + "\n  ".join(problems))
+        return 1
+    print("\nevery submission got its expected score in every setup")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

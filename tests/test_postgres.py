@@ -72,6 +72,19 @@ def test_backup_of_a_server_gradebook_is_a_complete_sqlite_gradebook(postgres, t
         copy_gradebook(url, copy)
 
 
+def test_a_class_moves_from_sqlite_to_postgres(postgres, tmp_path):
+    sqlite = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    synthetic.synthetic_gradebook(sqlite, n_students=25, n_assignments=2, seed=5)
+    url = new_database(postgres)
+    copy_gradebook(sqlite, url)
+    moved = bulk_export.load_class(url)
+    assert bulk_export.assignment_rows(moved) == bulk_export.assignment_rows(
+        bulk_export.load_class(sqlite)
+    )
+    with pytest.raises(FileExistsError, match="empty database"):
+        copy_gradebook(sqlite, url)
+
+
 def test_fast_export_of_a_postgres_gradebook_matches_nbgrader(postgres, tmp_path):
     from nbgrader.api import Gradebook
 

@@ -92,32 +92,42 @@ def prepare_for_workers(url: str) -> str | None:
     return f"{path.name}: SQLite journal mode {mode.upper()} (concurrent readers and one writer)"
 
 
-def copy_gradebook(source_url: str, target: Path) -> Path:
-    """Copy every table of an nbgrader gradebook (any database) into a new SQLite file.
+def copy_gradebook(source_url: str, target: Path | str) -> Path | str:
+    """Copy every table of an nbgrader gradebook into a new one; returns ``target``.
 
-    The copy is itself a complete gradebook: ``c.CourseDirectory.db_url = "sqlite:///<copy>"``
-    opens it in nbgrader and the formgrader. Rows are read in one transaction (a consistent
-    snapshot on PostgreSQL) and written in foreign-key order.
+    ``target`` is a new SQLite file (a path: the backups) or the URL of an empty database (e.g.
+    moving a class's SQLite gradebook to PostgreSQL). The copy is itself a complete gradebook:
+    point ``c.CourseDirectory.db_url`` at it. Rows are read in one transaction (a consistent
+    snapshot on PostgreSQL) and written in foreign-key order, in one transaction.
     """
     from nbgrader.api import Base
-    from sqlalchemy import MetaData, create_engine
+    from sqlalchemy import MetaData, create_engine, inspect
 
-    target = Path(target)
-    if target.exists():
-        raise FileExistsError(f"{target} exists; a backup never overwrites a file")
+    if isinstance(target, Path) or "://" not in str(target):
+        target = Path(target)
+        if target.exists():
+            raise FileExistsError(f"{target} exists; a copy never overwrites a file")
+        target_url = f"sqlite:///{target}"
+    else:
+        target_url = target
     source = create_engine(source_url)
-    copy = create_engine(f"sqlite:///{target}")
+    copy = create_engine(target_url)
     try:
+        if inspect(copy).get_table_names():
+            raise FileExistsError(f"{target_url} already has tables; copy into an empty database")
         tables = MetaData()
         tables.reflect(bind=source)  # nbgrader's tables plus alembic_version
         Base.metadata.create_all(bind=copy)
-        missing = [t for n, t in tables.tables.items() if n not in Base.metadata.tables]
-        for table in missing:
-            table.to_metadata(MetaData()).create(bind=copy)
+        for name, table in tables.tables.items():
+            if name not in Base.metadata.tables:
+                table.to_metadata(MetaData()).create(bind=copy)
         with source.connect() as reader, copy.begin() as writer:
             if source.dialect.name == "postgresql":
                 reader.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            for table in tables.sorted_tables:
+            for reflected in tables.sorted_tables:
+                # nbgrader's own table objects convert values between databases (an
+                # Interval is a datetime in SQLite and an interval in PostgreSQL).
+                table = Base.metadata.tables.get(reflected.name, reflected)
                 rows = [dict(row._mapping) for row in reader.execute(table.select())]
                 if rows:
                     writer.execute(table.insert(), rows)

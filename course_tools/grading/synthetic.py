@@ -198,6 +198,7 @@ def synthetic_gradebook(
                     "assignment_id": assignment_ids[name],
                     "student_id": s["id"],
                     "timestamp": due + timedelta(days=7 * a, hours=rng.choice([-30, -2, 3])),
+                    "extension": timedelta(hours=12) if rng.random() < 0.02 else None,
                 }
             )
             rows["notebook"].append(

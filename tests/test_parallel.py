@@ -124,6 +124,15 @@ def test_summary_names_each_worker_and_the_gist_of_failures():
     assert "2 graded, 0 already graded, 1 failed in 6.0 s with 2 worker(s): 20.0" in table
     assert "tiny/cy: No notebooks found" in table
     assert parallel.result_line(results[0]) == "autograde tiny of ann: 2.0 s"
+    crash = SubmissionResult(
+        "tiny",
+        "dan",
+        "failed",
+        error="[AutogradeApp | ERROR] Traceback (most recent call last):\n  File x\n"
+        "course_tools.grading.sandbox.SandboxUnavailable: cannot create the grading sandbox\n"
+        "[AutogradeApp | ERROR] There was an error processing assignment 'tiny'",
+    )
+    assert parallel.first_line(crash).endswith("Unavailable: cannot create the grading sandbox")
 
 
 def test_workers_swap_in_the_warm_kernel_execute_in_either_config_form():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -151,9 +152,12 @@ def _result_of(future, assignment: str, student: str, log_dir: str) -> Submissio
 
 
 def first_line(result: SubmissionResult) -> str:
-    """The gist of a failure: nbgrader's first error message, else the last line."""
+    """The gist of a failure: the exception raised, else nbgrader's first error message."""
     lines = [line.strip() for line in result.error.strip().splitlines() if line.strip()]
-    generic = ("There was an error processing", "Please see the")
+    for line in reversed(lines):
+        if re.match(r"^[\w.]+(Error|Exception|Unavailable|Exit)\b[^ ]*: ", line):
+            return line[:200]
+    generic = ("There was an error processing", "Please see the", "Traceback")
     for line in lines:
         message = line.split("| ERROR]", 1)[1].strip() if "| ERROR]" in line else ""
         if message and not message.startswith(generic):

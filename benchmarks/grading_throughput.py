@@ -47,19 +47,25 @@ def load() -> str:
     return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def grade(root: Path, name: str, assignment: str, students: int, jobs: int | None):
-    """Grade a fresh synthetic class; (seconds, wrong scores)."""
+def grade(root: Path, name: str, assignment: str, students: int, jobs: int | None, cores=None):
+    """Grade a fresh synthetic class (on ``cores`` only, if given); (seconds, wrong scores)."""
     course = root / name
     expected = synthetic.example_class(course, assignment, students)
     quiet = lambda message: None  # noqa: E731
+    allowed = os.sched_getaffinity(0)
+    if cores:
+        os.sched_setaffinity(0, cores)  # the workers and their kernels inherit it
     start = time.perf_counter()
-    if jobs is None:
-        run = autograde_assignment(course, assignment, list(expected), log=quiet)
-    else:
-        run = autograde_parallel(
-            course, assignment, list(expected), jobs, log=quiet, progress=False
-        )
-    seconds = time.perf_counter() - start
+    try:
+        if jobs is None:
+            run = autograde_assignment(course, assignment, list(expected), log=quiet)
+        else:
+            run = autograde_parallel(
+                course, assignment, list(expected), jobs, log=quiet, progress=False
+            )
+    finally:
+        seconds = time.perf_counter() - start
+        os.sched_setaffinity(0, allowed)
     scores = grading.read_scores(course)
     wrong = []
     for student, points in expected.items():

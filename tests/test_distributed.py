@@ -4,10 +4,9 @@ one PostgreSQL gradebook, and the refusal of an SQLite gradebook across machines
 from __future__ import annotations
 
 import pytest
-from test_parallel import RIGHT, WRONG
+from test_parallel import RIGHT, WRONG, assert_tiny_scores
 from test_postgres import new_database, postgres, postgres_course  # noqa: F401 (fixture)
 
-from course_tools import grading
 from course_tools.grading import synthetic
 from course_tools.grading.course import GradingError
 from course_tools.grading.distributed import autograde_distributed, check_cluster
@@ -55,12 +54,5 @@ def test_dask_local_cluster_grades_into_postgres(postgres, tmp_path):  # noqa: F
     assert not run.failures, run.failures
     assert len({r.worker for r in run.results}) == 2, "both worker processes graded"
     assert sum(r.warm_kernel for r in run.results) >= len(answers) - 2
-    scores = grading.read_scores(course)
-    assert {s: scores[(s, "tiny")].auto_score for s in answers} == {
-        "ann": 2,
-        "bob": 0,
-        "cy": 2,
-        "dee": 2,
-        "eve": 0,
-    }
+    assert_tiny_scores(course, answers)
     assert not again.results, "a second run finds everything graded"

@@ -154,62 +154,34 @@ def autograde_distributed(
 
     from distributed import Client
 
-    from course_tools.grading.database import gradebook_url, prepare_for_workers
-    from course_tools.grading.gradebook import backup_gradebook, register
-    from course_tools.grading.parallel import summary_table
-    from course_tools.grading.runner import GradingRun, is_graded, submitted_students
+    from course_tools.grading.database import gradebook_url
+    from course_tools.grading.parallel import grade_assignment
 
     if log is None or log is print:  # print would tear the progress bar
         log = tqdm.write
-    course_dir = Path(course_dir).resolve()
     own_client = client is None
     if own_client:
         if not scheduler:
             raise GradingError("autograde_distributed needs a Dask client or scheduler address")
         client = Client(scheduler)
     try:
-        url = gradebook_url(course_dir)
-        hosts = check_cluster(client, url)
+        hosts = check_cluster(client, gradebook_url(course_dir))
         workers = len(client.scheduler_info()["workers"])
         log(f"Dask cluster: {workers} worker(s) on {', '.join(hosts)}")
-        if run is None:
-            run = GradingRun(course_dir, [assignment], {}, {})
-        if run.backup is None:
-            run.backup = backup_gradebook(course_dir)
-            if run.backup:
-                log(f"gradebook backed up to {run.backup}")
-        students = list(students) if students else submitted_students(course_dir, assignment)
-        register(course_dir, [assignment], students)
-        done = prepare_for_workers(url)
-        if done:
-            log(f"gradebook prepared for concurrent workers: {done}")
-        pending = []
-        for student in students:
-            if is_graded(course_dir, assignment, student):
-                log(f"autograde {assignment} of {student}: already graded, skipped")
-            else:
-                pending.append(student)
-        start = time.perf_counter()
-        results = grade_on_cluster(
-            client,
-            course_dir,
-            assignment,
-            pending,
-            warm_kernels=warm_kernels,
-            preload=preload,
-            progress=sys.stderr.isatty() if progress is None else progress,
-            log=log,
-        )
-        wall = time.perf_counter() - start
+
+        def grade(pending: list[str]) -> list[SubmissionResult]:
+            return grade_on_cluster(
+                client,
+                course_dir,
+                assignment,
+                pending,
+                warm_kernels=warm_kernels,
+                preload=preload,
+                progress=sys.stderr.isatty() if progress is None else progress,
+                log=log,
+            )
+
+        return grade_assignment(course_dir, assignment, students, grade, workers, run=run, log=log)
     finally:
         if own_client:
             client.close()
-    for result in results:
-        if result.status == "graded":
-            run.autograde_seconds[(assignment, result.student)] = result.seconds
-        elif result.status == "failed":
-            run.failures[result.label] = result.error
-    run.results.extend(results)
-    if results:
-        log(summary_table(results, wall, workers))
-    return run

@@ -201,6 +201,59 @@ def summary_table(results: Sequence[SubmissionResult], wall_seconds: float, jobs
     return "\n".join([table, totals, *(["failed:", *failed] if failed else [])])
 
 
+def grade_assignment(
+    course_dir: Path,
+    assignment: str,
+    students: Sequence[str] | None,
+    grade: Callable[[list[str]], list[SubmissionResult]],
+    workers: int,
+    run=None,
+    log: Callable[[str], None] | None = None,
+):
+    """What every way of grading many does around ``grade(pending students)``.
+
+    Back up the gradebook (unless ``run`` holds a backup), register the students, prepare the
+    gradebook for concurrent writers, skip what is graded to the end, grade the rest, record
+    seconds and failures in the `runner.GradingRun` and print the summary table.
+    """
+    from course_tools.grading.database import gradebook_url, prepare_for_workers
+    from course_tools.grading.gradebook import backup_gradebook, register
+    from course_tools.grading.runner import GradingRun, is_graded, submitted_students
+
+    log = log or tqdm.write
+    course_dir = Path(course_dir).resolve()
+    if run is None:
+        run = GradingRun(course_dir, [assignment], {}, {})
+    if run.backup is None:
+        run.backup = backup_gradebook(course_dir)
+        if run.backup:
+            log(f"gradebook backed up to {run.backup}")
+    students = list(students) if students else submitted_students(course_dir, assignment)
+    register(course_dir, [assignment], students)
+    if workers > 1:
+        done = prepare_for_workers(gradebook_url(course_dir))
+        if done:
+            log(f"gradebook prepared for {workers} concurrent workers: {done}")
+    pending = []
+    for student in students:
+        if is_graded(course_dir, assignment, student):
+            log(f"autograde {assignment} of {student}: already graded, skipped")
+        else:
+            pending.append(student)
+    start = time.perf_counter()
+    results = grade(pending)
+    wall = time.perf_counter() - start
+    for result in results:
+        if result.status == "graded":
+            run.autograde_seconds[(assignment, result.student)] = result.seconds
+        elif result.status == "failed":
+            run.failures[result.label] = result.error
+    run.results.extend(results)
+    if results:
+        log(summary_table(results, wall, min(workers, len(pending))))
+    return run
+
+
 def autograde_parallel(
     course_dir: Path,
     assignment: str,
@@ -218,49 +271,19 @@ def autograde_parallel(
     The gradebook is backed up first (unless ``run`` already holds a backup); submissions
     already graded to the end are skipped; the rest are graded concurrently.
     """
-    from course_tools.grading.database import gradebook_url, prepare_for_workers
-    from course_tools.grading.gradebook import backup_gradebook, register
-    from course_tools.grading.runner import GradingRun, is_graded, submitted_students
-
     if log is None or log is print:  # print would tear the progress bar
         log = tqdm.write
-    course_dir = Path(course_dir).resolve()
-    if run is None:
-        run = GradingRun(course_dir, [assignment], {}, {})
-    if run.backup is None:
-        run.backup = backup_gradebook(course_dir)
-        if run.backup:
-            log(f"gradebook backed up to {run.backup}")
-    students = list(students) if students else submitted_students(course_dir, assignment)
-    register(course_dir, [assignment], students)
-    if jobs > 1:
-        done = prepare_for_workers(gradebook_url(course_dir))
-        if done:
-            log(f"gradebook prepared for {jobs} concurrent workers: {done}")
-    pending = []
-    for student in students:
-        if is_graded(course_dir, assignment, student):
-            log(f"autograde {assignment} of {student}: already graded, skipped")
-        else:
-            pending.append(student)
-    start = time.perf_counter()
-    results = grade_submissions(
-        course_dir,
-        assignment,
-        pending,
-        jobs,
-        warm_kernels=warm_kernels,
-        preload=preload,
-        progress=sys.stderr.isatty() if progress is None else progress,
-        log=log,
-    )
-    wall = time.perf_counter() - start
-    for result in results:
-        if result.status == "graded":
-            run.autograde_seconds[(assignment, result.student)] = result.seconds
-        elif result.status == "failed":
-            run.failures[result.label] = result.error
-    run.results.extend(results)
-    if results:
-        log(summary_table(results, wall, min(jobs, len(pending))))
-    return run
+
+    def grade(pending: list[str]) -> list[SubmissionResult]:
+        return grade_submissions(
+            course_dir,
+            assignment,
+            pending,
+            jobs,
+            warm_kernels=warm_kernels,
+            preload=preload,
+            progress=sys.stderr.isatty() if progress is None else progress,
+            log=log,
+        )
+
+    return grade_assignment(course_dir, assignment, students, grade, jobs, run=run, log=log)

@@ -305,11 +305,11 @@ class GradingWorker:
             if is_graded(self.course_dir, assignment, student):
                 result.status = "skipped"
                 return result
+            self.log_buffer.seek(0)
+            self.log_buffer.truncate()
             if self.pool is not None:
                 self.pool.prestart(assignment)  # no-op when one is waiting already
             handed_out = self.pool.handed_out if self.pool else 0
-            self.log_buffer.seek(0)
-            self.log_buffer.truncate()
             start = time.perf_counter()
             error = self._run_converter(assignment, student)
             result.seconds = time.perf_counter() - start

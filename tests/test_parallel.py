@@ -180,7 +180,7 @@ def _write_submissions(url: str, students: list[str]) -> None:
             gb.db.commit()
 
 
-def concurrent_writers(url: str, processes: int = 4, each: int = 8) -> float:
+def concurrent_writers(url: str, processes: int = 4, each: int = 6) -> float:
     """``processes`` processes write ``each`` submissions each at once; returns seconds."""
     from nbgrader.api import Gradebook
 
@@ -311,7 +311,6 @@ def test_no_state_carries_from_one_student_to_the_next_on_one_worker(tmp_path):
 @pytest.mark.slow
 def test_parallel_command_grades_everyone_with_two_workers(tmp_path):
     answers = {"ann": RIGHT, "bob": WRONG, "cy": RIGHT, "dee": "raise RuntimeError('no')"}
-    answers |= {"eve": RIGHT}
     course = _class(tmp_path / "course", answers)
     proc = _command(course, "--jobs", "2")
     out = proc.stdout + proc.stderr
@@ -331,7 +330,7 @@ def test_parallel_command_grades_everyone_with_two_workers(tmp_path):
 
 @pytest.mark.slow
 def test_killed_parallel_run_resumes_without_regrading_what_was_done(tmp_path):
-    students = [f"st{i}" for i in range(5)]
+    students = [f"st{i}" for i in range(4)]
     course = _class(tmp_path / "course", dict.fromkeys(students, SLOW))
     log = tmp_path / "first-run.log"
     with open(log, "w") as out:

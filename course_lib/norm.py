@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from course_lib._validate import check_same_device_dtype, check_tensor
 
@@ -120,10 +121,20 @@ def batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     axis (``m = N`` or ``N*H*W``). Returns two ``(C,)`` tensors. Vectorized: one reduction each.
     """
     x = _check_input(x)
-    dims = _reduce_dims(x)
-    mean = x.mean(dim=dims)
-    var = (x - _per_channel(mean, x)).square().mean(dim=dims)
-    return mean, var
+    mean, centred = _centre(x)
+    return mean, _biased_variance(centred)
+
+
+def _centre(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch mean ``mu: (C,)`` and the centred input ``x - mu`` (x's shape)."""
+    mean = x.mean(dim=_reduce_dims(x))
+    return mean, x - _per_channel(mean, x)
+
+
+def _biased_variance(centred: torch.Tensor) -> torch.Tensor:
+    """``var_c = 1/m sum (x - mu_c)^2`` from the centred input (two passes in all, the
+    textbook way: numerically safe even when the mean is much larger than the spread)."""
+    return centred.square().mean(dim=_reduce_dims(centred))
 
 
 @torch.no_grad()
@@ -139,6 +150,76 @@ def _update_running_stats(
     unbiased_var = batch_var * (m / (m - 1))
     running_mean.mul_(1.0 - momentum).add_(batch_mean, alpha=momentum)
     running_var.mul_(1.0 - momentum).add_(unbiased_var, alpha=momentum)
+
+
+def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
+    """``scale_c * x + shift_c`` per channel: one multiply and one in-place add."""
+    out = x * _per_channel(scale, x)
+    if shift is not None:
+        out += _per_channel(shift, x)
+    return out
+
+
+def _input_gradient(
+    grad_out: torch.Tensor,
+    centred: torch.Tensor,
+    inv_std: torch.Tensor,
+    gamma: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(grad_x, grad_gamma, grad_beta)`` from the centred input and ``1/sqrt(var + eps)``.
+
+    With ``x_hat = (x - mu) * inv_std``::
+
+        grad_beta  = sum(g)
+        grad_gamma = sum(g * x_hat) = inv_std * sum(g * (x - mu))
+        grad_x     = gamma * inv_std / m * (m * g - grad_beta - x_hat * grad_gamma)
+                   = gamma * inv_std * (g - (x - mu) * inv_std^2 * sum(g * (x - mu)) / m
+                                          - grad_beta / m)
+
+    so that ``x_hat`` itself never has to be stored: two reductions and two passes.
+    """
+    dims = _reduce_dims(grad_out)
+    m = _values_per_channel(grad_out)
+    grad_beta = grad_out.sum(dim=dims)
+    dot = (grad_out * centred).sum(dim=dims)  # sum(g * (x - mu)) per channel
+    grad_gamma = dot * inv_std
+    scale = inv_std if gamma is None else gamma * inv_std
+    # g - (x - mu) * k - grad_beta / m, then times gamma * inv_std
+    grad_x = torch.addcmul(grad_out, centred, _per_channel(-inv_std.square() * dot / m, centred))
+    grad_x = _affine(grad_x, scale, -scale * grad_beta / m)
+    return grad_x, grad_gamma, grad_beta
+
+
+class _BatchNormTrainFunction(torch.autograd.Function):
+    """Training-mode batch norm as one autograd node.
+
+    The forward pass saves the centred input ``x - mu`` and ``1/sqrt(var + eps)``; the backward
+    pass (:func:`_input_gradient`) reuses them instead of recomputing the statistics.
+    """
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, eps):  # noqa: D102
+        mean, centred = _centre(x)
+        var = _biased_variance(centred)
+        inv_std = torch.rsqrt(var + eps)
+        scale = inv_std if gamma is None else gamma * inv_std
+        out = _affine(centred, scale, beta)
+        ctx.save_for_backward(centred, inv_std, gamma)
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out, _grad_mean, _grad_var):  # noqa: D102
+        centred, inv_std, gamma = ctx.saved_tensors
+        grad_x, grad_gamma, grad_beta = _input_gradient(grad_out, centred, inv_std, gamma)
+        needs_x, needs_gamma, needs_beta = ctx.needs_input_grad[:3]
+        return (
+            grad_x if needs_x else None,
+            grad_gamma if needs_gamma else None,
+            grad_beta if needs_beta else None,
+            None,
+        )
 
 
 def batch_norm(
@@ -163,8 +244,12 @@ def batch_norm(
       channel), exactly as ``torch.nn.functional.batch_norm`` does.
     * ``training=False``: ``mu, var = running_mean, running_var`` (both required).
 
-    ``gamma=None`` / ``beta=None`` mean 1 / 0 (``affine=False``). Autograd works through
-    every operation; :func:`batch_norm_backward` derives the same gradient by hand.
+    ``gamma=None`` / ``beta=None`` mean 1 / 0 (``affine=False``). Both modes compute
+    ``y = scale_c * (x - mu_c) + beta_c`` with ``scale = gamma / sqrt(var + eps)`` folded into one
+    number per channel first (a single multiply-add per value; in eval mode ``mu_c`` moves
+    into the shift as well). In training mode the backward pass is
+    :func:`batch_norm_backward`'s formula, reusing the centred input saved by the forward
+    pass (first derivatives only); in eval mode autograd differentiates the affine map.
     """
     x = _check_input(x)
     gamma = _check_per_channel(x, "gamma", gamma)
@@ -179,26 +264,22 @@ def batch_norm(
 
     if training:
         _check_enough_values(x)
-        mean, var = batch_statistics(x)
+        out, mean, var = _BatchNormTrainFunction.apply(x, gamma, beta, eps)
         if running_mean is not None:
             _update_running_stats(
                 running_mean, running_var, mean, var, _values_per_channel(x), momentum
             )
-    else:
-        if running_mean is None:
-            raise ValueError(
-                "evaluation mode (training=False) normalizes with running_mean and running_var; "
-                "got None. Pass the running statistics or use training=True."
-            )
-        mean, var = running_mean, running_var
-
-    x_hat = (x - _per_channel(mean, x)) / torch.sqrt(_per_channel(var, x) + eps)
-    out = x_hat
-    if gamma is not None:
-        out = out * _per_channel(gamma, x)
-    if beta is not None:
-        out = out + _per_channel(beta, x)
-    return out
+        return out
+    if running_mean is None:
+        raise ValueError(
+            "evaluation mode (training=False) normalizes with running_mean and running_var; "
+            "got None. Pass the running statistics or use training=True."
+        )
+    # y = scale * x + (beta - scale * running_mean): a fixed per-channel affine map
+    inv_std = torch.rsqrt(running_var + eps)
+    scale = inv_std if gamma is None else gamma * inv_std
+    shift = -running_mean * scale if beta is None else beta - running_mean * scale
+    return _affine(x, scale, shift)
 
 
 def batch_norm_backward(
@@ -217,7 +298,9 @@ def batch_norm_backward(
         grad_x     = gamma / (m * sqrt(var + eps)) * (m * grad_out - grad_beta - x_hat * grad_gamma)
 
     The compact ``grad_x`` formula collects the three paths from ``x`` to the loss (directly,
-    through ``mu`` and through ``var``) into one line.
+    through ``mu`` and through ``var``) into one line. This function recomputes ``mu`` and
+    ``var`` from ``x``; inside :func:`batch_norm` the same formula reuses what the forward
+    pass saved.
 
     Shapes: ``grad_out, x: (N, D)`` or ``(N, C, H, W)``, ``gamma: (C,)`` (None means 1).
     Returns ``(grad_x, grad_gamma, grad_beta)`` with shapes ``x.shape, (C,), (C,)``.
@@ -232,20 +315,9 @@ def batch_norm_backward(
     gamma = _check_per_channel(x, "gamma", gamma)
     eps = _check_eps(eps)
     _check_enough_values(x)
-
-    dims = _reduce_dims(x)
-    m = _values_per_channel(x)
-    mean, var = batch_statistics(x)
-    inv_std = torch.rsqrt(var + eps)
-    x_hat = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
-
-    grad_beta = grad_out.sum(dim=dims)
-    grad_gamma = (grad_out * x_hat).sum(dim=dims)
-    scale = inv_std / m if gamma is None else gamma * inv_std / m
-    grad_x = _per_channel(scale, x) * (
-        m * grad_out - _per_channel(grad_beta, x) - x_hat * _per_channel(grad_gamma, x)
-    )
-    return grad_x, grad_gamma, grad_beta
+    _, centred = _centre(x)
+    inv_std = torch.rsqrt(_biased_variance(centred) + eps)
+    return _input_gradient(grad_out, centred, inv_std, gamma)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from course_lib._validate import check_int, check_same_device_dtype, check_tensor, pair
+from course_lib.kernels import use_triton
 
 __all__ = [
     "conv_output_size",
@@ -411,7 +412,15 @@ def _conv2d_forward(
     dilations: Pair,
     out_size: Pair,
 ) -> torch.Tensor:
-    """``out = w_mat @ columns (+ b)`` for a few images at a time; see :func:`conv2d`."""
+    """``out = w_mat @ columns (+ b)`` for a few images at a time; see :func:`conv2d`.
+
+    On a CUDA GPU the Triton kernel :func:`course_lib.kernels.conv2d_forward` computes the
+    same product tile by tile without storing any columns (an "implicit GEMM").
+    """
+    if use_triton(x):
+        from course_lib.kernels import conv2d_forward
+
+        return conv2d_forward(x, weight, bias, strides, paddings, dilations)
     n, out_channels = x.shape[0], weight.shape[0]
     out_h, out_w = out_size
     w_mat = weight.reshape(out_channels, -1)  # (C_out, C_in*KH*KW)
@@ -597,7 +606,8 @@ def conv2d(
     2, 3))`` for the bias) rather than autograd through the copies.
 
     Shapes: ``x: (N, C_in, H, W)``, ``weight: (C_out, C_in, K_h, K_w)``, ``bias: (C_out,)`` or
-    ``None`` -> ``(N, C_out, H_out, W_out)``. Works on any device and floating dtype.
+    ``None`` -> ``(N, C_out, H_out, W_out)``. Works on any device and floating dtype; on a
+    CUDA GPU the forward pass is the Triton kernel of ``course_lib.kernels``.
     """
     strides, paddings, dilations, out_size = _check_conv_args(
         x, weight, bias, stride, padding, dilation

@@ -27,6 +27,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from course_lib._validate import check_same_device_dtype, check_tensor
+from course_lib.kernels import use_triton
 
 __all__ = [
     "batch_statistics",
@@ -199,11 +200,19 @@ class _BatchNormTrainFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, gamma, beta, eps):  # noqa: D102
-        mean, centred = _centre(x)
-        var = _biased_variance(centred)
-        inv_std = torch.rsqrt(var + eps)
-        scale = inv_std if gamma is None else gamma * inv_std
-        out = _affine(centred, scale, beta)
+        if use_triton(x):  # one fused kernel: statistics and normalization
+            from course_lib.kernels import batch_norm_forward
+
+            out, mean, var = batch_norm_forward(x, gamma, beta, eps)
+            mean, var = mean.to(x.dtype), var.to(x.dtype)
+            centred = x - _per_channel(mean, x)
+            inv_std = torch.rsqrt(var + eps)
+        else:
+            mean, centred = _centre(x)
+            var = _biased_variance(centred)
+            inv_std = torch.rsqrt(var + eps)
+            scale = inv_std if gamma is None else gamma * inv_std
+            out = _affine(centred, scale, beta)
         ctx.save_for_backward(centred, inv_std, gamma)
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
@@ -279,6 +288,13 @@ def batch_norm(
     inv_std = torch.rsqrt(running_var + eps)
     scale = inv_std if gamma is None else gamma * inv_std
     shift = -running_mean * scale if beta is None else beta - running_mean * scale
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, gamma, beta)
+    )
+    if use_triton(x) and not needs_grad:  # the Triton kernel has no backward pass
+        from course_lib.kernels import batch_norm_eval
+
+        return batch_norm_eval(x, scale, shift)
     return _affine(x, scale, shift)
 
 

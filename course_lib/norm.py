@@ -147,10 +147,13 @@ def _update_running_stats(
     m: int,
     momentum: float,
 ) -> None:
-    """Exponential moving averages, in place; the variance is made unbiased first (m/(m-1))."""
-    unbiased_var = batch_var * (m / (m - 1))
-    running_mean.mul_(1.0 - momentum).add_(batch_mean, alpha=momentum)
-    running_var.mul_(1.0 - momentum).add_(unbiased_var, alpha=momentum)
+    """Exponential moving averages, in place; the variance is made unbiased first (m/(m-1)).
+
+    ``running.lerp_(batch, momentum)`` is ``running + momentum * (batch - running)``, i.e.
+    ``(1 - momentum) * running + momentum * batch`` in one operation.
+    """
+    running_mean.lerp_(batch_mean, momentum)
+    running_var.lerp_(batch_var * (m / (m - 1)), momentum)
 
 
 def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
@@ -191,6 +194,24 @@ def _input_gradient(
     return grad_x, grad_gamma, grad_beta
 
 
+def _train_forward(
+    x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None, eps: float
+) -> tuple[torch.Tensor, ...]:
+    """Training-mode forward pass: ``(y, mean, var, centred x - mu, 1/sqrt(var + eps))``."""
+    if use_triton(x):  # one fused kernel: statistics and normalization
+        from course_lib.kernels import batch_norm_forward
+
+        out, mean, var = batch_norm_forward(x, gamma, beta, eps)
+        mean, var = mean.to(x.dtype), var.to(x.dtype)
+        centred = x - _per_channel(mean, x)
+        return out, mean, var, centred, torch.rsqrt(var + eps)
+    mean, centred = _centre(x)
+    var = _biased_variance(centred)
+    inv_std = torch.rsqrt(var + eps)
+    scale = inv_std if gamma is None else gamma * inv_std
+    return _affine(centred, scale, beta), mean, var, centred, inv_std
+
+
 class _BatchNormTrainFunction(torch.autograd.Function):
     """Training-mode batch norm as one autograd node.
 
@@ -200,19 +221,7 @@ class _BatchNormTrainFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, gamma, beta, eps):  # noqa: D102
-        if use_triton(x):  # one fused kernel: statistics and normalization
-            from course_lib.kernels import batch_norm_forward
-
-            out, mean, var = batch_norm_forward(x, gamma, beta, eps)
-            mean, var = mean.to(x.dtype), var.to(x.dtype)
-            centred = x - _per_channel(mean, x)
-            inv_std = torch.rsqrt(var + eps)
-        else:
-            mean, centred = _centre(x)
-            var = _biased_variance(centred)
-            inv_std = torch.rsqrt(var + eps)
-            scale = inv_std if gamma is None else gamma * inv_std
-            out = _affine(centred, scale, beta)
+        out, mean, var, centred, inv_std = _train_forward(x, gamma, beta, eps)
         ctx.save_for_backward(centred, inv_std, gamma)
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
@@ -273,7 +282,12 @@ def batch_norm(
 
     if training:
         _check_enough_values(x)
-        out, mean, var = _BatchNormTrainFunction.apply(x, gamma, beta, eps)
+        if torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (x, gamma, beta)
+        ):
+            out, mean, var = _BatchNormTrainFunction.apply(x, gamma, beta, eps)
+        else:  # nothing to differentiate: no autograd node, nothing saved
+            out, mean, var, _, _ = _train_forward(x, gamma, beta, eps)
         if running_mean is not None:
             _update_running_stats(
                 running_mean, running_var, mean, var, _values_per_channel(x), momentum

@@ -6,7 +6,9 @@
 
 Method. Every row times a ``course_lib`` call and its PyTorch counterpart on the same inputs, in
 one process pinned to one CPU core (``os.sched_setaffinity``, like ``taskset``) with one
-PyTorch thread. After a warm-up, the two alternate block by block (course, torch, torch,
+PyTorch thread, by default on the process's CPU-time clock (``time.process_time``: with one
+thread it equals the elapsed time on a quiet machine, and it does not count the time other
+processes hold the core; ``--clock wall`` measures elapsed time instead). After a warm-up, the two alternate block by block (course, torch, torch,
 course, ...; a block is as many calls as fill ``--block-seconds``), and the row reports the
 median of the paired ratios course/torch with their interquartile range: a slow moment on a
 shared machine hits one pair, not the whole comparison. The convolution is also timed over a
@@ -305,7 +307,7 @@ def all_cases(quick: bool) -> list[Case]:
             pool_case("avg", pool_shape, 3, 2, 1, backward),
             pool_case("avg", small_pool, 2, 2, 0, backward),
         ]
-    for shape in [(n, 64, 56, 56), (4 * n, 256, 8, 8), (8 * n, 512)]:
+    for shape in [(n, 64, 56, 56), (4 * n, 256, 8, 8), (8 * n, 512), (8 * n, 4096)]:
         for mode in ("train fwd", "train fwd+bwd", "eval"):
             cases.append(batch_norm_case(shape, mode))
     resnet_label = "ResNet-18 parameters (62 tensors, 11.2M)"
@@ -329,11 +331,15 @@ def all_cases(quick: bool) -> list[Case]:
 # --------------------------------------------------------------------------------------
 # Measuring
 # --------------------------------------------------------------------------------------
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+clock = CLOCKS["cpu"]
+
+
 def _block_seconds(fn: Thunk, calls: int) -> float:
-    start = time.perf_counter()
+    start = clock()
     for _ in range(calls):
         fn()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def compare(course: Thunk, reference: Thunk, blocks: int, block_seconds: float) -> tuple:
@@ -458,6 +464,12 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=None, help="paired blocks per row")
     parser.add_argument("--block-seconds", type=float, default=None, help="length of a block")
     parser.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: last)")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="cpu",
+        help="cpu: this process's CPU time (default; robust on a shared machine), wall: elapsed",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     parser.add_argument("--peak-memory", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -465,12 +477,14 @@ def main() -> None:
         peak_memory_child(*args.peak_memory, args.quick)
         return
 
+    global clock
+    clock = CLOCKS[args.clock]
     cpu = _pin_and_limit_threads(args.cpu)
     blocks = args.blocks or (5 if args.quick else 9)
     block_seconds = args.block_seconds or (0.05 if args.quick else 0.2)
     print(
-        f"torch {torch.__version__}, 1 thread pinned to CPU {cpu}, {blocks} paired blocks of "
-        f">= {block_seconds:g} s per row; load average {_load()} (before)"
+        f"torch {torch.__version__}, 1 thread pinned to CPU {cpu}, {args.clock} clock, {blocks} "
+        f"paired blocks of >= {block_seconds:g} s per row; load average {_load()} (before)"
     )
     cases = all_cases(args.quick)
     results, highest_load = [], os.getloadavg()[0]

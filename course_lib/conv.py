@@ -34,6 +34,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from course_lib._validate import check_int, check_same_device_dtype, check_tensor, pair
@@ -378,24 +379,59 @@ def col2im(
 
 
 # -- conv2d: the forward pass chunk by chunk, and its backward pass ----------------------
-def _images_per_chunk(columns_per_image: int, element_size: int) -> int:
-    """How many images' columns fit in ``COLUMN_BUFFER_BYTES`` (at least one)."""
-    return max(1, COLUMN_BUFFER_BYTES // (columns_per_image * element_size))
+def _chunk_plan(column_rows: int, out_size: Pair, n: int, element_size: int) -> Pair:
+    """``(images, output rows)`` per chunk, so that a chunk's columns fit ``COLUMN_BUFFER_BYTES``.
+
+    Whole images when one image's columns fit (as many images as fit), else bands of output
+    rows of a single image: a large image is cut into horizontal strips.
+    """
+    out_h, out_w = out_size
+    bytes_per_row = column_rows * out_w * element_size  # one output row's columns
+    rows = max(1, COLUMN_BUFFER_BYTES // bytes_per_row)
+    if rows >= out_h:
+        return min(n, rows // out_h), out_h
+    return 1, rows
+
+
+def _chunks(n: int, out_h: int, plan: Pair):
+    """Every chunk of the plan: ``(images, rows)`` slices, row bands inside image groups."""
+    images_per_chunk, rows_per_chunk = plan
+    for start in range(0, n, images_per_chunk):
+        for row in range(0, out_h, rows_per_chunk):
+            yield (
+                slice(start, start + images_per_chunk),
+                slice(row, min(row + rows_per_chunk, out_h)),
+            )
 
 
 def _chunk_columns(
-    x_chunk: torch.Tensor, kernel: Pair, strides: Pair, paddings: Pair, dilations: Pair
+    x: torch.Tensor,
+    images: slice,
+    rows: slice,
+    kernel: Pair,
+    strides: Pair,
+    paddings: Pair,
+    dilations: Pair,
 ) -> torch.Tensor:
-    """im2col of a chunk of ``B`` images, laid side by side: ``(C_in*K_h*K_w, B*H_out*W_out)``.
+    """im2col of output rows ``rows`` of images ``images``, side by side:
+    ``(C_in*K_h*K_w, B*R*W_out)`` for ``B`` images and ``R`` rows.
 
     Row ``(c, u, v)``, column ``(b, i, j)`` holds ``x_pad[b, c, i*S + u*D, j*S + v*D]``. With
     the images side by side, one matrix product serves the whole chunk in the forward pass
-    *and* in the weight gradient (which sums over images).
+    *and* in the weight gradient (which sums over images). Only the input rows these output
+    rows read are padded and copied: ``i*S_h - P_h`` up to ``(i_last*S_h - P_h + D_h*(K_h - 1)``.
     """
-    windows = sliding_windows(pad2d(x_chunk, paddings), kernel, strides, dilations)
-    b, c, out_h, out_w, kernel_h, kernel_w = windows.shape
-    # (B, C, H_out, W_out, KH, KW) -> (C, KH, KW, B, H_out, W_out); reshape makes the copy.
-    return windows.permute(1, 4, 5, 0, 2, 3).reshape(c * kernel_h * kernel_w, b * out_h * out_w)
+    height = x.shape[2]
+    span_h = dilations[0] * (kernel[0] - 1) + 1
+    top = rows.start * strides[0] - paddings[0]  # first input row read (may be padding)
+    bottom = (rows.stop - 1) * strides[0] - paddings[0] + span_h  # one past the last
+    x_rows = x[images, :, max(top, 0) : min(bottom, height)]
+    pad_top, pad_bottom = max(0, -top), max(0, bottom - height)
+    x_pad = F.pad(x_rows, (paddings[1], paddings[1], pad_top, pad_bottom))
+    windows = sliding_windows(x_pad, kernel, strides, dilations)
+    b, c, out_rows, out_w, kernel_h, kernel_w = windows.shape
+    # (B, C, R, W_out, KH, KW) -> (C, KH, KW, B, R, W_out); reshape makes the copy.
+    return windows.permute(1, 4, 5, 0, 2, 3).reshape(c * kernel_h * kernel_w, -1)
 
 
 def _as_matrix(grad_out_chunk: torch.Tensor) -> torch.Tensor:
@@ -412,7 +448,7 @@ def _conv2d_forward(
     dilations: Pair,
     out_size: Pair,
 ) -> torch.Tensor:
-    """``out = w_mat @ columns (+ b)`` for a few images at a time; see :func:`conv2d`.
+    """``out = w_mat @ columns (+ b)`` chunk by chunk; see :func:`conv2d`.
 
     On a CUDA GPU the Triton kernel :func:`course_lib.kernels.conv2d_forward` computes the
     same product tile by tile without storing any columns (an "implicit GEMM").
@@ -425,15 +461,15 @@ def _conv2d_forward(
     out_h, out_w = out_size
     w_mat = weight.reshape(out_channels, -1)  # (C_out, C_in*KH*KW)
     out = x.new_empty(n, out_channels, out_h, out_w)
-    step = _images_per_chunk(w_mat.shape[1] * out_h * out_w, x.element_size())
-    for start in range(0, n, step):
-        x_chunk = x[start : start + step]
-        columns = _chunk_columns(x_chunk, weight.shape[2:], strides, paddings, dilations)
+    plan = _chunk_plan(w_mat.shape[1], out_size, n, x.element_size())
+    for images, rows in _chunks(n, out_h, plan):
+        columns = _chunk_columns(x, images, rows, weight.shape[2:], strides, paddings, dilations)
         if bias is None:
-            out_mat = w_mat @ columns  # (C_out, B*H_out*W_out)
+            out_mat = w_mat @ columns  # (C_out, B*R*W_out)
         else:
             out_mat = torch.addmm(bias.view(-1, 1), w_mat, columns)  # b + w_mat @ columns
-        out[start : start + step] = out_mat.view(out_channels, -1, out_h, out_w).transpose(0, 1)
+        chunk = out_mat.view(out_channels, -1, rows.stop - rows.start, out_w)
+        out[images, :, rows] = chunk.transpose(0, 1)
     return out
 
 
@@ -504,18 +540,28 @@ def conv2d_backward_input(
     )
     out_channels, _, kernel_h, kernel_w = weight.shape
     w_mat = weight.reshape(out_channels, -1)  # (C_out, C_in*KH*KW)
-    (pad_h, pad_w) = paddings
+    (pad_h, pad_w), stride_h = paddings, strides[0]
     grad_x = grad_out.new_empty(n, c, h, w)
-    step = _images_per_chunk(w_mat.shape[1] * out_h * out_w, grad_out.element_size())
-    for start in range(0, n, step):
-        g_mat = _as_matrix(grad_out[start : start + step])  # (C_out, B*H_out*W_out)
-        grad_columns = w_mat.t() @ g_mat  # (C_in*KH*KW, B*H_out*W_out)
-        b = g_mat.shape[1] // (out_h * out_w)
-        # rows (c, u, v), columns (b, i, j) -> (B, C, KH, KW, H_out, W_out), a view
-        window_grads = grad_columns.view(c, kernel_h, kernel_w, b, out_h, out_w)
+    images_per_chunk, rows_per_chunk = _chunk_plan(
+        w_mat.shape[1], (out_h, out_w), n, grad_out.element_size()
+    )
+    for start in range(0, n, images_per_chunk):
+        images = slice(start, start + images_per_chunk)
+        b = len(range(n)[images])
         grad_x_pad = grad_out.new_zeros(b, c, h + 2 * pad_h, w + 2 * pad_w)
-        _add_windows_back(grad_x_pad, window_grads.permute(3, 0, 1, 2, 4, 5), strides, dilations)
-        grad_x[start : start + step] = grad_x_pad[:, :, pad_h : pad_h + h, pad_w : pad_w + w]
+        for row in range(0, out_h, rows_per_chunk):
+            rows = slice(row, min(row + rows_per_chunk, out_h))
+            g_mat = _as_matrix(grad_out[images, :, rows])  # (C_out, B*R*W_out)
+            grad_columns = w_mat.t() @ g_mat  # (C_in*KH*KW, B*R*W_out)
+            # rows (c, u, v), columns (b, i, j) -> (B, C, KH, KW, R, W_out), a view
+            window_grads = grad_columns.view(c, kernel_h, kernel_w, b, -1, out_w)
+            _add_windows_back(
+                grad_x_pad[:, :, row * stride_h :],  # output row `row` reads from here on
+                window_grads.permute(3, 0, 1, 2, 4, 5),
+                strides,
+                dilations,
+            )
+        grad_x[images] = grad_x_pad[:, :, pad_h : pad_h + h, pad_w : pad_w + w]
     return grad_x
 
 
@@ -550,11 +596,11 @@ def conv2d_backward_weight(
     )
     column_rows = in_channels * kernel_h * kernel_w
     grad_w_mat = grad_out.new_zeros(out_channels, column_rows)
-    step = _images_per_chunk(column_rows * out_h * out_w, x.element_size())
-    for start in range(0, x.shape[0], step):
-        x_chunk = x[start : start + step]
-        columns = _chunk_columns(x_chunk, (kernel_h, kernel_w), strides, paddings, dilations)
-        g_mat = _as_matrix(grad_out[start : start + step])
+    plan = _chunk_plan(column_rows, (out_h, out_w), x.shape[0], x.element_size())
+    for images, rows in _chunks(x.shape[0], out_h, plan):
+        kernel = (kernel_h, kernel_w)
+        columns = _chunk_columns(x, images, rows, kernel, strides, paddings, dilations)
+        g_mat = _as_matrix(grad_out[images, :, rows])  # (C_out, B*R*W_out)
         grad_w_mat = grad_w_mat + g_mat @ columns.t()
     return grad_w_mat.view(out_channels, in_channels, kernel_h, kernel_w)
 

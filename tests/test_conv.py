@@ -363,6 +363,50 @@ def test_conv2d_builds_its_columns_a_few_images_at_a_time(monkeypatch):
     assert sizes == [3 * one_image] * 3 + [one_image] + [3 * one_image] * 3 + [one_image]
 
 
+def test_large_images_are_cut_into_bands_of_rows(monkeypatch):
+    """One image's columns exceed the buffer: bands of output rows, each within budget."""
+    x = torch.randn(2, 3, 20, 9, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    expected = F.conv2d(x, w, None, 1, 1)
+    upstream = torch.randn_like(expected)
+    row_bytes = 27 * 9 * 8  # one output row's columns
+    monkeypatch.setattr(conv, "COLUMN_BUFFER_BYTES", 6 * row_bytes)
+    sizes = []
+    original = conv._chunk_columns
+
+    def recording(*args):
+        columns = original(*args)
+        sizes.append(columns.numel() * columns.element_size())
+        return columns
+
+    monkeypatch.setattr(conv, "_chunk_columns", recording)
+    out = conv.conv2d(x, w, None, 1, 1)
+    torch.testing.assert_close(out, expected, **TOLERANCE[torch.float64])
+    assert sizes == [6 * row_bytes] * 3 + [2 * row_bytes] + [6 * row_bytes] * 3 + [2 * row_bytes]
+    grads = torch.autograd.grad(out, (x, w), upstream)
+    for got, want in zip(grads, torch.autograd.grad(expected, (x, w), upstream), strict=True):
+        torch.testing.assert_close(got, want, **TOLERANCE[torch.float64])
+
+
+@PROPERTY_SETTINGS
+@given(geometry=conv_geometry(), with_bias=st.booleans())
+def test_conv2d_one_output_row_at_a_time_property(monkeypatch, geometry, with_bias):
+    """The smallest buffer: every output row is its own chunk (padding at band edges)."""
+    monkeypatch.setattr(conv, "COLUMN_BUFFER_BYTES", 1)
+    x_shape, w_shape, stride, padding, dilation = geometry
+    x = torch.randn(*x_shape, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(*w_shape, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(w_shape[0], dtype=torch.float64, requires_grad=True) if with_bias else None
+    out = conv.conv2d(x, w, b, stride, padding, dilation)
+    expected = F.conv2d(x, w, b, stride, padding, dilation)
+    torch.testing.assert_close(out, expected, **TOLERANCE[torch.float64])
+    upstream = torch.randn_like(expected)
+    inputs = (x, w) if b is None else (x, w, b)
+    grads = torch.autograd.grad(out, inputs, upstream)
+    for got, want in zip(grads, torch.autograd.grad(expected, inputs, upstream), strict=True):
+        torch.testing.assert_close(got, want, **TOLERANCE[torch.float64])
+
+
 def test_conv2d_uses_none_of_pytorchs_convolutions(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("conv2d must compute the convolution itself")

@@ -4,19 +4,20 @@
     python benchmarks/library_speed.py --quick       # smaller sizes, fewer blocks (a few minutes)
     python benchmarks/library_speed.py --only pool   # the rows whose operation contains "pool"
 
-Method. Every row times a ``course_lib`` call and its PyTorch counterpart on the same inputs, in
-one process pinned to one CPU core (``os.sched_setaffinity``, like ``taskset``) with one
+Method. Every row times a ``course_lib`` call and its PyTorch counterpart on the same inputs,
+in one process pinned to one CPU core (``os.sched_setaffinity``, like ``taskset``) with one
 PyTorch thread, by default on the process's CPU-time clock (``time.process_time``: with one
 thread it equals the elapsed time on a quiet machine, and it does not count the time other
-processes hold the core; ``--clock wall`` measures elapsed time instead). After a warm-up, the two alternate block by block (course, torch, torch,
-course, ...; a block is as many calls as fill ``--block-seconds``), and the row reports the
-median of the paired ratios course/torch with their interquartile range: a slow moment on a
-shared machine hits one pair, not the whole comparison. The convolution is also timed over a
-sweep of image sizes; the slope of log(time) against log(pixels) says how each grows (1.0 is
-linear). Peak memory is measured for the forward+backward rows in fresh processes: the
-high-water mark of the resident set during one call, minus the resident set before it
-(inputs already allocated; Linux only). The load average is printed before and after, since other
-processes slow both sides of a pair but not necessarily equally.
+processes hold the core; ``--clock wall`` measures elapsed time instead). After a warm-up, the
+two alternate block by block (course, torch, torch, course, ...; a block is as many calls as
+fill ``--block-seconds``), and the row reports the median of the paired ratios course/torch
+with their interquartile range: a slow moment on a shared machine hits one pair, not the
+whole comparison. The convolution is also timed over a sweep of image sizes; the slope of
+log(time) against log(pixels) says how each grows (1.0 is linear). Peak memory is measured for
+the forward+backward rows in fresh processes: the high-water mark of the resident set during
+one call, minus the resident set before it (inputs already allocated; Linux only). The load
+average is printed before and after, since other processes slow both sides of a pair but not
+necessarily equally.
 
 Targets (issue #12): conv2d forward+backward at most 2.5x F.conv2d with a size-sweep slope
 within 10% of F.conv2d's and at most 2.5x its peak memory; max/avg pooling and batch norm at

@@ -75,6 +75,19 @@ def _pool_geometry(
     return kernel, strides, paddings, out_size
 
 
+# Largest piece of the input pooled at once. Pooling makes a few temporaries as large as the
+# part of the input it works on (padding, phases, running results); a few images at a time,
+# they stay in the CPU's cache and in memory the allocator reuses (no page faults).
+CHUNK_BYTES = 2 * 2**20
+
+
+def _image_chunks(x: torch.Tensor):
+    """Slices of a few whole images of ``x``, each at most ``CHUNK_BYTES`` (or one image)."""
+    per_image = x[0].numel() * x.element_size()
+    step = max(1, CHUNK_BYTES // max(per_image, 1))
+    return (slice(start, start + step) for start in range(0, x.shape[0], step))
+
+
 def max_pool2d_naive(
     x: torch.Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None
 ) -> torch.Tensor:
@@ -134,10 +147,10 @@ def _max_over_taps(
     kernel: Pair,
     strides: Pair,
     paddings: Pair,
-    out_size: Pair,
-    with_indices: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The window maxima, and (if asked) which tap holds each, one tap at a time.
+    out: torch.Tensor,
+    tap_index: torch.Tensor | None,
+) -> None:
+    """Write the window maxima into ``out`` and (if given) which tap holds each into ``tap_index``.
 
     A running maximum over the taps (see :func:`_tap_views`): ``K_h*K_w`` passes over the
     output, no copy of the windows. ``tap_index[n, c, i, j] = u*K_w + v`` records the winning
@@ -145,25 +158,46 @@ def _max_over_taps(
     go to the first tap in row-major order).
     """
     padded = pad2d(x, paddings, value=float("-inf")) if any(paddings) else x
-    taps = _tap_views(padded, kernel, strides, out_size)
-    out = taps[0].clone()
-    if not with_indices:
+    taps = _tap_views(padded, kernel, strides, out.shape[2:])
+    out.copy_(taps[0])
+    if tap_index is None:
         for tap in taps[1:]:
             torch.maximum(out, tap, out=out)  # NaN wins, as in PyTorch
-        return out, None
-    index_dtype = torch.uint8 if len(taps) <= 256 else torch.int64  # one byte is enough
-    tap_index = torch.zeros(out.shape, dtype=index_dtype, device=x.device)
+        return
+    tap_index.zero_()
     for k, tap in enumerate(taps[1:], start=1):
         wins = torch.gt(tap, out).logical_or_(torch.isnan(tap))
         # "tap_index = k where the tap wins": k is larger than every earlier index, so this
         # is max(tap_index, k * wins), which (unlike masked_fill_) needs no branch per pixel.
-        torch.maximum(tap_index, wins.to(index_dtype).mul_(k), out=tap_index)
+        torch.maximum(tap_index, wins.to(tap_index.dtype).mul_(k), out=tap_index)
         torch.maximum(out, tap, out=out)
-    return out, tap_index
+
+
+def _max_pool(
+    x: torch.Tensor,
+    kernel: Pair,
+    strides: Pair,
+    paddings: Pair,
+    out_size: Pair,
+    with_indices: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(maxima, flat arg-max indices or None)`` of every window, a few images at a time."""
+    out = x.new_empty(*x.shape[:2], *out_size)
+    indices = torch.empty(out.shape, dtype=torch.int64, device=x.device) if with_indices else None
+    taps = kernel[0] * kernel[1]
+    index_dtype = torch.uint8 if taps <= 256 else torch.int64  # one byte is enough
+    for images in _image_chunks(x):
+        if indices is None:
+            _max_over_taps(x[images], kernel, strides, paddings, out[images], None)
+            continue
+        tap_index = torch.empty(out[images].shape, dtype=index_dtype, device=x.device)
+        _max_over_taps(x[images], kernel, strides, paddings, out[images], tap_index)
+        indices[images] = _flat_indices(x.shape[3], tap_index, kernel, strides, paddings)
+    return out, indices
 
 
 def _flat_indices(
-    x: torch.Tensor, tap_index: torch.Tensor, kernel: Pair, strides: Pair, paddings: Pair
+    width: int, tap_index: torch.Tensor, kernel: Pair, strides: Pair, paddings: Pair
 ) -> torch.Tensor:
     """Turn each window's tap index ``u*K_w + v`` into ``r * W + s`` in the unpadded plane.
 
@@ -171,10 +205,10 @@ def _flat_indices(
     ``s = j*S_w - P_w + v``: the window's corner plus the tap's offset ``u*W + v``.
     """
     out_h, out_w = tap_index.shape[2:]
-    width = x.shape[3]
-    top = torch.arange(out_h, device=x.device).view(out_h, 1) * strides[0] - paddings[0]
-    left = torch.arange(out_w, device=x.device).view(1, out_w) * strides[1] - paddings[1]
-    taps = torch.arange(kernel[0] * kernel[1], device=x.device)
+    device = tap_index.device
+    top = torch.arange(out_h, device=device).view(out_h, 1) * strides[0] - paddings[0]
+    left = torch.arange(out_w, device=device).view(1, out_w) * strides[1] - paddings[1]
+    taps = torch.arange(kernel[0] * kernel[1], device=device)
     tap_offsets = (taps // kernel[1]) * width + taps % kernel[1]  # u*W + v for every tap
     indices = tap_offsets[tap_index.long()] + (top * width + left)
     if any(paddings):
@@ -203,8 +237,7 @@ class _MaxPool2dFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, kernel, strides, paddings, out_size):  # noqa: D102
-        out, tap_index = _max_over_taps(x, kernel, strides, paddings, out_size, True)
-        indices = _flat_indices(x, tap_index, kernel, strides, paddings)
+        out, indices = _max_pool(x, kernel, strides, paddings, out_size, with_indices=True)
         ctx.save_for_backward(indices)
         ctx.x_shape = x.shape
         ctx.mark_non_differentiable(indices)
@@ -259,7 +292,7 @@ def max_pool2d(
     if torch.is_grad_enabled() and x.requires_grad:
         out, _ = _MaxPool2dFunction.apply(x, kernel, strides, paddings, out_size)
         return out
-    out, _ = _max_over_taps(x, kernel, strides, paddings, out_size, with_indices=False)
+    out, _ = _max_pool(x, kernel, strides, paddings, out_size, with_indices=False)
     return out
 
 
@@ -291,8 +324,7 @@ def max_pool2d_backward(
             f"{(*x.shape[:2], *out_size)}; expected grad_out of the pooled output's shape"
         )
     with torch.no_grad():
-        _, tap_index = _max_over_taps(x, kernel, strides, paddings, out_size, True)
-        indices = _flat_indices(x, tap_index, kernel, strides, paddings)
+        _, indices = _max_pool(x, kernel, strides, paddings, out_size, with_indices=True)
     return _route_to_indices(grad_out, indices, x.shape)
 
 
@@ -302,21 +334,22 @@ def _every(start: int, step: int, count: int) -> slice:
     return slice(start, start + step * (count - 1) + 1, step)
 
 
-def _box_sum(x_pad: torch.Tensor, kernel: Pair, strides: Pair, out_size: Pair) -> torch.Tensor:
-    """``sums[n, c, i, j] = sum_{u, v} x_pad[n, c, i*S_h + u, j*S_w + v]``, separably.
+def _box_sum(x_pad: torch.Tensor, kernel: Pair, strides: Pair, out: torch.Tensor) -> torch.Tensor:
+    """``out[n, c, i, j] = sum_{u, v} x_pad[n, c, i*S_h + u, j*S_w + v]``, separably.
 
     A rectangle's sum is the sum of its row sums: first add the ``K_h`` strided row slices
     (one per ``u``) into ``(N, C, H_out, W_pad)``, then the ``K_w`` strided column slices of
-    that: ``K_h + K_w`` whole-tensor additions instead of ``K_h * K_w``.
+    that into ``out``: ``K_h + K_w`` whole-tensor additions instead of ``K_h * K_w``.
     """
-    (kernel_h, kernel_w), (stride_h, stride_w), (out_h, out_w) = kernel, strides, out_size
+    (kernel_h, kernel_w), (stride_h, stride_w) = kernel, strides
+    out_h, out_w = out.shape[2:]
     row_sums = x_pad[:, :, _every(0, stride_h, out_h)].clone()
     for u in range(1, kernel_h):
         row_sums += x_pad[:, :, _every(u, stride_h, out_h)]
-    sums = row_sums[..., _every(0, stride_w, out_w)].clone()
+    out.copy_(row_sums[..., _every(0, stride_w, out_w)])
     for v in range(1, kernel_w):
-        sums += row_sums[..., _every(v, stride_w, out_w)]
-    return sums
+        out += row_sums[..., _every(v, stride_w, out_w)]
+    return out
 
 
 def _box_sum_backward(
@@ -339,7 +372,7 @@ def _window_counts(
 ) -> torch.Tensor:
     """Real (unpadded) pixels in every window, ``(H_out, W_out)``: box sums of a plane of ones."""
     ones = pad2d(x.new_ones(1, 1, x.shape[2], x.shape[3]), paddings)
-    return _box_sum(ones, kernel, strides, out_size)[0, 0]
+    return _box_sum(ones, kernel, strides, x.new_empty(1, 1, *out_size))[0, 0]
 
 
 class _AvgPool2dFunction(torch.autograd.Function):
@@ -347,19 +380,26 @@ class _AvgPool2dFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, kernel, strides, paddings, out_size, counts):  # noqa: D102
-        padded = pad2d(x, paddings) if any(paddings) else x
-        ctx.geometry = (x.shape, kernel, strides, paddings, padded.shape[2:])
+        (pad_h, pad_w), (height, width) = paddings, x.shape[2:]
+        ctx.geometry = (x.shape, kernel, strides, paddings, (height + 2 * pad_h, width + 2 * pad_w))
         ctx.save_for_backward(counts)
-        divisor = kernel[0] * kernel[1] if counts is None else counts
-        return _box_sum(padded, kernel, strides, out_size).div_(divisor)
+        out = x.new_empty(*x.shape[:2], *out_size)
+        for images in _image_chunks(x):  # a few images at a time
+            padded = pad2d(x[images], paddings) if any(paddings) else x[images]
+            _box_sum(padded, kernel, strides, out[images])
+        return out.div_(kernel[0] * kernel[1] if counts is None else counts)
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: D102
         x_shape, kernel, strides, (pad_h, pad_w), padded_size = ctx.geometry
         (counts,) = ctx.saved_tensors
-        divisor = kernel[0] * kernel[1] if counts is None else counts
-        grad_x_pad = _box_sum_backward(grad_out / divisor, padded_size, kernel, strides)
-        grad_x = grad_x_pad[:, :, pad_h : pad_h + x_shape[2], pad_w : pad_w + x_shape[3]]
+        grad_sums = grad_out / (kernel[0] * kernel[1] if counts is None else counts)
+        grad_x = grad_out.new_empty(x_shape)
+        for images in _image_chunks(grad_x):
+            grad_x_pad = _box_sum_backward(grad_sums[images], padded_size, kernel, strides)
+            grad_x[images] = grad_x_pad[
+                :, :, pad_h : pad_h + x_shape[2], pad_w : pad_w + x_shape[3]
+            ]
         return grad_x, None, None, None, None, None
 
 

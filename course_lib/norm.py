@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from course_lib._chunks import batch_chunks
 from course_lib._validate import check_same_device_dtype, check_tensor
 from course_lib.kernels import use_triton
 
@@ -107,6 +108,11 @@ def _reduce_dims(x: torch.Tensor) -> tuple[int, ...]:
     return (0,) + tuple(range(2, x.dim()))
 
 
+def _needs_grad(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd will want gradients of any of these tensors."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """View a (C,) vector as (1, C) or (1, C, 1, 1) so that it broadcasts against x."""
     return v.reshape((1, -1) + (1,) * (x.dim() - 2))
@@ -119,23 +125,24 @@ def batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel batch mean and *biased* variance of ``x: (N, D) or (N, C, H, W)``.
 
     ``mu_c = 1/m sum x``, ``var_c = 1/m sum (x - mu_c)^2`` over every axis but the channel
-    axis (``m = N`` or ``N*H*W``). Returns two ``(C,)`` tensors. Vectorized: one reduction each.
+    axis (``m = N`` or ``N*H*W``). Returns two ``(C,)`` tensors.
     """
-    x = _check_input(x)
-    mean, centred = _centre(x)
-    return mean, _biased_variance(centred)
+    return _statistics(_check_input(x))
 
 
-def _centre(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch mean ``mu: (C,)`` and the centred input ``x - mu`` (x's shape)."""
-    mean = x.mean(dim=_reduce_dims(x))
-    return mean, x - _per_channel(mean, x)
+def _statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, biased var)``: the textbook two passes over ``x``, a few images at a time.
 
-
-def _biased_variance(centred: torch.Tensor) -> torch.Tensor:
-    """``var_c = 1/m sum (x - mu_c)^2`` from the centred input (two passes in all, the
-    textbook way: numerically safe even when the mean is much larger than the spread)."""
-    return centred.square().mean(dim=_reduce_dims(centred))
+    Pass 1 sums ``x`` (the mean); pass 2 centres each piece and adds up its squares while the
+    piece is still in the CPU's cache (see ``course_lib._chunks``). Squaring *centred*
+    values keeps the variance accurate even when the mean is much larger than the spread
+    (``E[x^2] - E[x]^2`` would cancel catastrophically).
+    """
+    dims, m = _reduce_dims(x), _values_per_channel(x)
+    chunks = batch_chunks(x)
+    mean = sum(x[chunk].sum(dim=dims) for chunk in chunks) / m
+    squares = sum((x[chunk] - _per_channel(mean, x)).square().sum(dim=dims) for chunk in chunks)
+    return mean, squares / m
 
 
 @torch.no_grad()
@@ -157,80 +164,96 @@ def _update_running_stats(
 
 
 def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
-    """``scale_c * x + shift_c`` per channel: one multiply and one in-place add."""
-    out = x * _per_channel(scale, x)
-    if shift is not None:
-        out += _per_channel(shift, x)
+    """``scale_c * x + shift_c`` per channel (no autograd), a few images at a time.
+
+    One multiply and one in-place add per piece (the add finds the product in cache); the
+    only tensor of x's size that is allocated is the result.
+    """
+    out = torch.empty_like(x)
+    for chunk in batch_chunks(x):
+        piece = torch.mul(x[chunk], _per_channel(scale, x), out=out[chunk])
+        if shift is not None:
+            piece += _per_channel(shift, x)
     return out
 
 
 def _input_gradient(
     grad_out: torch.Tensor,
-    centred: torch.Tensor,
+    x: torch.Tensor,
+    mean: torch.Tensor,
     inv_std: torch.Tensor,
     gamma: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(grad_x, grad_gamma, grad_beta)`` from the centred input and ``1/sqrt(var + eps)``.
+    """``(grad_x, grad_gamma, grad_beta)`` from the input, its mean and ``1/sqrt(var + eps)``.
 
     With ``x_hat = (x - mu) * inv_std``::
 
         grad_beta  = sum(g)
         grad_gamma = sum(g * x_hat) = inv_std * sum(g * (x - mu))
         grad_x     = gamma * inv_std / m * (m * g - grad_beta - x_hat * grad_gamma)
-                   = gamma * inv_std * (g - (x - mu) * inv_std^2 * sum(g * (x - mu)) / m
-                                          - grad_beta / m)
+                   = scale * ((x - mu) * k + g) + shift,   with  scale = gamma * inv_std,
+                     k = -inv_std^2 * sum(g * (x - mu)) / m,  shift = -scale * grad_beta / m
 
-    so that ``x_hat`` itself never has to be stored: two reductions and two passes.
+    One pass for the two sums and one for ``grad_x``, a few images at a time, each piece
+    centred again while in cache (so neither ``x - mu`` nor ``x_hat`` is ever stored whole).
     """
-    dims = _reduce_dims(grad_out)
-    m = _values_per_channel(grad_out)
-    grad_beta = grad_out.sum(dim=dims)
-    dot = (grad_out * centred).sum(dim=dims)  # sum(g * (x - mu)) per channel
+    dims, m = _reduce_dims(x), _values_per_channel(x)
+    chunks = batch_chunks(x)
+    mean = _per_channel(mean, x)
+    grad_beta = dot = 0
+    for chunk in chunks:  # pass 1: sum(g) and sum(g * (x - mu)) per channel
+        grad_beta = grad_beta + grad_out[chunk].sum(dim=dims)
+        dot = dot + (grad_out[chunk] * (x[chunk] - mean)).sum(dim=dims)
     grad_gamma = dot * inv_std
     scale = inv_std if gamma is None else gamma * inv_std
-    # g - (x - mu) * k - grad_beta / m, then times gamma * inv_std
-    grad_x = torch.addcmul(grad_out, centred, _per_channel(-inv_std.square() * dot / m, centred))
-    grad_x = _affine(grad_x, scale, -scale * grad_beta / m)
+    k = _per_channel(-inv_std.square() * dot / m, x)
+    shift = _per_channel(-scale * grad_beta / m, x)
+    scale = _per_channel(scale, x)
+    grad_x = torch.empty_like(x)
+    for chunk in chunks:  # pass 2: grad_x = scale * ((x - mu) * k + g) + shift
+        piece = torch.sub(x[chunk], mean, out=grad_x[chunk])
+        piece.mul_(k).add_(grad_out[chunk]).mul_(scale).add_(shift)
     return grad_x, grad_gamma, grad_beta
 
 
 def _train_forward(
     x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None, eps: float
-) -> tuple[torch.Tensor, ...]:
-    """Training-mode forward pass: ``(y, mean, var, centred x - mu, 1/sqrt(var + eps))``."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training-mode forward pass: ``(y, mean, biased var, 1/sqrt(var + eps))``."""
     if use_triton(x):  # one fused kernel: statistics and normalization
         from course_lib.kernels import batch_norm_forward
 
         out, mean, var = batch_norm_forward(x, gamma, beta, eps)
         mean, var = mean.to(x.dtype), var.to(x.dtype)
-        centred = x - _per_channel(mean, x)
-        return out, mean, var, centred, torch.rsqrt(var + eps)
-    mean, centred = _centre(x)
-    var = _biased_variance(centred)
+        return out, mean, var, torch.rsqrt(var + eps)
+    mean, var = _statistics(x)
     inv_std = torch.rsqrt(var + eps)
+    # y = scale * (x - mu) + beta = scale * x + (beta - scale * mu), as PyTorch computes it
     scale = inv_std if gamma is None else gamma * inv_std
-    return _affine(centred, scale, beta), mean, var, centred, inv_std
+    shift = -mean * scale if beta is None else beta - mean * scale
+    return _affine(x, scale, shift), mean, var, inv_std
 
 
 class _BatchNormTrainFunction(torch.autograd.Function):
     """Training-mode batch norm as one autograd node.
 
-    The forward pass saves the centred input ``x - mu`` and ``1/sqrt(var + eps)``; the backward
-    pass (:func:`_input_gradient`) reuses them instead of recomputing the statistics.
+    The forward pass saves the input (as ``F.batch_norm`` does), the batch mean and
+    ``1/sqrt(var + eps)``; the backward pass (:func:`_input_gradient`) reuses them instead of
+    recomputing the statistics.
     """
 
     @staticmethod
     def forward(ctx, x, gamma, beta, eps):  # noqa: D102
-        out, mean, var, centred, inv_std = _train_forward(x, gamma, beta, eps)
-        ctx.save_for_backward(centred, inv_std, gamma)
+        out, mean, var, inv_std = _train_forward(x, gamma, beta, eps)
+        ctx.save_for_backward(x, mean, inv_std, gamma)
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out, _grad_mean, _grad_var):  # noqa: D102
-        centred, inv_std, gamma = ctx.saved_tensors
-        grad_x, grad_gamma, grad_beta = _input_gradient(grad_out, centred, inv_std, gamma)
+        x, mean, inv_std, gamma = ctx.saved_tensors
+        grad_x, grad_gamma, grad_beta = _input_gradient(grad_out, x, mean, inv_std, gamma)
         needs_x, needs_gamma, needs_beta = ctx.needs_input_grad[:3]
         return (
             grad_x if needs_x else None,
@@ -266,8 +289,8 @@ def batch_norm(
     ``y = scale_c * (x - mu_c) + beta_c`` with ``scale = gamma / sqrt(var + eps)`` folded into one
     number per channel first (a single multiply-add per value; in eval mode ``mu_c`` moves
     into the shift as well). In training mode the backward pass is
-    :func:`batch_norm_backward`'s formula, reusing the centred input saved by the forward
-    pass (first derivatives only); in eval mode autograd differentiates the affine map.
+    :func:`batch_norm_backward`'s formula, reusing the statistics saved by the forward pass
+    (first derivatives only); in eval mode autograd differentiates the affine map.
     """
     x = _check_input(x)
     gamma = _check_per_channel(x, "gamma", gamma)
@@ -282,12 +305,10 @@ def batch_norm(
 
     if training:
         _check_enough_values(x)
-        if torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (x, gamma, beta)
-        ):
+        if _needs_grad(x, gamma, beta):
             out, mean, var = _BatchNormTrainFunction.apply(x, gamma, beta, eps)
         else:  # nothing to differentiate: no autograd node, nothing saved
-            out, mean, var, _, _ = _train_forward(x, gamma, beta, eps)
+            out, mean, var, _ = _train_forward(x, gamma, beta, eps)
         if running_mean is not None:
             _update_running_stats(
                 running_mean, running_var, mean, var, _values_per_channel(x), momentum
@@ -302,10 +323,9 @@ def batch_norm(
     inv_std = torch.rsqrt(running_var + eps)
     scale = inv_std if gamma is None else gamma * inv_std
     shift = -running_mean * scale if beta is None else beta - running_mean * scale
-    needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, gamma, beta)
-    )
-    if use_triton(x) and not needs_grad:  # the Triton kernel has no backward pass
+    if _needs_grad(x, gamma, beta):  # let autograd differentiate the affine map
+        return x * _per_channel(scale, x) + _per_channel(shift, x)
+    if use_triton(x):
         from course_lib.kernels import batch_norm_eval
 
         return batch_norm_eval(x, scale, shift)
@@ -345,9 +365,8 @@ def batch_norm_backward(
     gamma = _check_per_channel(x, "gamma", gamma)
     eps = _check_eps(eps)
     _check_enough_values(x)
-    _, centred = _centre(x)
-    inv_std = torch.rsqrt(_biased_variance(centred) + eps)
-    return _input_gradient(grad_out, centred, inv_std, gamma)
+    mean, var = _statistics(x)
+    return _input_gradient(grad_out, x, mean, torch.rsqrt(var + eps), gamma)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from course_lib._chunks import batch_chunks
 from course_lib._validate import check_same_device_dtype, check_tensor, pair
 from course_lib.conv import conv_output_size, pad2d
 
@@ -73,19 +74,6 @@ def _pool_geometry(
         pool_output_size(x.shape[3], kernel[1], strides[1], paddings[1]),
     )
     return kernel, strides, paddings, out_size
-
-
-# Largest piece of the input pooled at once. Pooling makes a few temporaries as large as the
-# part of the input it works on (padding, phases, running results); a few images at a time,
-# they stay in the CPU's cache and in memory the allocator reuses (no page faults).
-CHUNK_BYTES = 2 * 2**20
-
-
-def _image_chunks(x: torch.Tensor):
-    """Slices of a few whole images of ``x``, each at most ``CHUNK_BYTES`` (or one image)."""
-    per_image = x[0].numel() * x.element_size()
-    step = max(1, CHUNK_BYTES // max(per_image, 1))
-    return (slice(start, start + step) for start in range(0, x.shape[0], step))
 
 
 def max_pool2d_naive(
@@ -186,7 +174,7 @@ def _max_pool(
     indices = torch.empty(out.shape, dtype=torch.int64, device=x.device) if with_indices else None
     taps = kernel[0] * kernel[1]
     index_dtype = torch.uint8 if taps <= 256 else torch.int64  # one byte is enough
-    for images in _image_chunks(x):
+    for images in batch_chunks(x):
         if indices is None:
             _max_over_taps(x[images], kernel, strides, paddings, out[images], None)
             continue
@@ -384,7 +372,7 @@ class _AvgPool2dFunction(torch.autograd.Function):
         ctx.geometry = (x.shape, kernel, strides, paddings, (height + 2 * pad_h, width + 2 * pad_w))
         ctx.save_for_backward(counts)
         out = x.new_empty(*x.shape[:2], *out_size)
-        for images in _image_chunks(x):  # a few images at a time
+        for images in batch_chunks(x):  # a few images at a time
             padded = pad2d(x[images], paddings) if any(paddings) else x[images]
             _box_sum(padded, kernel, strides, out[images])
         return out.div_(kernel[0] * kernel[1] if counts is None else counts)
@@ -395,7 +383,7 @@ class _AvgPool2dFunction(torch.autograd.Function):
         (counts,) = ctx.saved_tensors
         grad_sums = grad_out / (kernel[0] * kernel[1] if counts is None else counts)
         grad_x = grad_out.new_empty(x_shape)
-        for images in _image_chunks(grad_x):
+        for images in batch_chunks(grad_x):
             grad_x_pad = _box_sum_backward(grad_sums[images], padded_size, kernel, strides)
             grad_x[images] = grad_x_pad[
                 :, :, pad_h : pad_h + x_shape[2], pad_w : pad_w + x_shape[3]

@@ -1,0 +1,28 @@
+"""Working through a batch a few images at a time, so that temporaries stay small.
+
+An operation that makes temporaries as large as its input (a padded copy, a centred copy, a
+product about to be summed) pays twice on large batches: every temporary travels through
+main memory, and every fresh allocation of more than a few MiB is new memory the operating
+system must hand over page by page (a page fault per 4 KiB). Done a few images at a time,
+the same temporaries stay in the CPU's cache and in memory the allocator reuses. The
+arithmetic is exactly the same; only the order of the work changes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Bytes of input handled at once: a few MiB fit the CPU's caches.
+CHUNK_BYTES = 2 * 2**20
+
+
+def batch_chunks(x: torch.Tensor, chunk_bytes: int | None = None) -> list[slice]:
+    """Slices along the first axis, each covering at most ``chunk_bytes`` (default
+    ``CHUNK_BYTES``) of ``x``, or one item.
+
+    ``[x[s] for s in batch_chunks(x)]`` are consecutive pieces of ``x`` that together cover it.
+    """
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    per_item = max(x[0].numel() * x.element_size(), 1) if x.shape[0] else 1
+    step = max(1, chunk_bytes // per_item)
+    return [slice(start, start + step) for start in range(0, x.shape[0], step)]

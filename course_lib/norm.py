@@ -18,6 +18,14 @@ with the biased one::
 
 In evaluation mode the running statistics replace ``mu_c`` and ``var_c``, so the layer becomes
 a fixed per-channel affine map.
+
+How it is computed: the statistics take two passes over the batch (the sum, then the squares
+of the centred values), after which ``y = scale_c * x + shift_c`` with
+``scale_c = gamma_c / sqrt(var_c + eps)`` and ``shift_c = beta_c - mu_c * scale_c`` folded into
+two numbers per channel, as PyTorch does. Each pass works through the batch a few images at a
+time (``course_lib._chunks``), so no temporary as large as the input is ever made. In training
+mode the backward pass is written by hand (:func:`batch_norm_backward`'s formula) and reuses
+the mean and ``1/sqrt(var + eps)`` that the forward pass saved.
 """
 
 from __future__ import annotations

@@ -12,6 +12,15 @@ and each output size is ``floor((H + 2P - K) / S) + 1``, the convolution rule.
 PyTorch gives 2.) Max pooling pads with ``-inf`` so that padding never wins a window;
 average pooling pads with zeros. As in PyTorch, the padding may be at most half the kernel
 (``P <= K // 2``), so that every window holds at least one real pixel.
+
+How it is computed: ``max_pool2d_naive`` loops over windows (for reading). The vectorized
+functions work on *taps*: for each offset ``(u, v)`` inside the window, the ``(N, C, H_out,
+W_out)`` view of the pixel at that offset in every window; a max (or a sum) over the
+``K_h*K_w`` taps pools all windows at once, without copying the windows. Average pooling sums
+rows first and columns second (a box sum is separable). Both work through the batch a few
+images at a time (``course_lib._chunks``), and each has a hand-written backward pass: the
+max pool records where each maximum came from and scatters the gradient there; the average
+spreads each gradient evenly over its window.
 """
 
 from __future__ import annotations

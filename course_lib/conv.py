@@ -22,10 +22,13 @@ Three ways to compute it are given:
 of every input pixel: for 32 images of 64x56x56 and a 3x3 kernel that is 231 MB. A fresh buffer
 that large is new memory to the operating system each call (the allocator hands big blocks
 back at once), so every call first pays a page fault per 4 KiB page, and the copy and the
-matrix product stream it through main memory. ``conv2d`` therefore handles a few images at a
-time: each chunk's columns (at most ``COLUMN_BUFFER_BYTES``, a few MiB) stay in cache and in
-memory the allocator reuses, and the cost stays proportional to the work, ``N*C_out*H_out*W_out
-*C_in*K_h*K_w`` multiply-adds, at every image size.
+matrix product stream it through main memory. ``conv2d`` therefore builds the columns chunk by
+chunk: a few whole images at a time, or, for an image whose columns alone are too big, a band
+of its output rows at a time. Each chunk's columns (at most ``COLUMN_BUFFER_BYTES``, a few MiB)
+stay in cache and in memory the allocator reuses, and the cost stays proportional to the
+work, ``N*C_out*H_out*W_out*C_in*K_h*K_w`` multiply-adds, at every image size. The backward
+pass works through the same chunks: two more matrix products per chunk (see
+:func:`conv2d_backward_input` and :func:`conv2d_backward_weight`).
 """
 
 from __future__ import annotations
@@ -305,7 +308,7 @@ def im2col(
     Shapes: ``x: (N, C_in, H, W)`` -> ``(N, C_in*K_h*K_w, H_out*W_out)``.
     After this, a convolution is one matrix product: ``weight.view(C_out, -1) @ cols``.
     The result holds ``K_h*K_w`` copies of every pixel: see the module docstring for why
-    :func:`conv2d` builds it a few images at a time.
+    :func:`conv2d` builds it a chunk at a time.
     """
     check_tensor(x, "x", 4)
     kernel_h, kernel_w = pair(kernel_size, "kernel_size", 1)
@@ -419,7 +422,8 @@ def _chunk_columns(
     Row ``(c, u, v)``, column ``(b, i, j)`` holds ``x_pad[b, c, i*S + u*D, j*S + v*D]``. With
     the images side by side, one matrix product serves the whole chunk in the forward pass
     *and* in the weight gradient (which sums over images). Only the input rows these output
-    rows read are padded and copied: ``i*S_h - P_h`` up to ``(i_last*S_h - P_h + D_h*(K_h - 1)``.
+    rows read are padded and copied: from ``i_first*S_h - P_h`` to ``i_last*S_h - P_h +
+    D_h*(K_h - 1)``.
     """
     height = x.shape[2]
     span_h = dilations[0] * (kernel[0] - 1) + 1
@@ -646,8 +650,9 @@ def conv2d(
     and ``cols = im2col(x)``, i.e.
     ``out[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * x_pad[n, c, i*S + u*D, j*S + v*D]``.
 
-    The columns are built for a few images at a time (at most ``COLUMN_BUFFER_BYTES``), so
-    memory and time grow linearly with the batch and the image size; the backward pass is
+    The columns are built chunk by chunk (a few images, or a band of output rows; at most
+    ``COLUMN_BUFFER_BYTES`` each), so memory and time grow linearly with the batch and the
+    image size; the backward pass is
     :func:`conv2d_backward_input` and :func:`conv2d_backward_weight` (and ``grad_out.sum((0,
     2, 3))`` for the bias) rather than autograd through the copies.
 

@@ -17,6 +17,9 @@ demo: setup
 	$(BIN)/python -m course_tools.grading demo
 
 ## every test: library, notebooks (nbval), grading pipeline
+# Without a GPU, tests/test_kernels.py and lectures/A1_gpu_convolution.ipynb run the Triton
+# kernels in Triton's interpreter: each sets TRITON_INTERPRET=1 itself before the first kernel
+# import (Triton ships with PyTorch's Linux wheels), so nothing needs exporting here.
 test: setup
 	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n 2 --dist loadfile tests lectures solutions \
 		--nbval --nbval-current-env --nbval-cell-timeout=600 \

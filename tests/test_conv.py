@@ -12,15 +12,8 @@ from torch import nn
 
 from course_lib import conv
 
-
-@pytest.fixture(autouse=True)
-def _exact_float32_on_gpu():
-    """cuDNN may use TF32 (10-bit mantissa) for float32 convolutions; compare in full float32."""
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+# cuDNN may use TF32 (10-bit mantissa) for float32 convolutions; compare in full float32.
+pytestmark = pytest.mark.usefixtures("full_float32")
 
 
 def randn(*shape: int, device, dtype=torch.float64, requires_grad: bool = False) -> torch.Tensor:
@@ -334,6 +327,21 @@ def test_col2im_matches_fold_and_is_the_adjoint_of_im2col(device, dtype):
     torch.testing.assert_close((cols * other).sum(), (x * back).sum(), **TOLERANCE[dtype])
 
 
+def record_column_sizes(monkeypatch, budget: int) -> list[int]:
+    """Set COLUMN_BUFFER_BYTES; the returned list fills with the bytes of every chunk's columns."""
+    monkeypatch.setattr(conv, "COLUMN_BUFFER_BYTES", budget)
+    sizes = []
+    original = conv._chunk_columns
+
+    def recording(*args):
+        columns = original(*args)
+        sizes.append(columns.numel() * columns.element_size())
+        return columns
+
+    monkeypatch.setattr(conv, "_chunk_columns", recording)
+    return sizes
+
+
 def test_conv2d_builds_its_columns_a_few_images_at_a_time(monkeypatch):
     """No column matrix larger than COLUMN_BUFFER_BYTES (or one image); same result."""
     x = torch.randn(10, 3, 12, 11, dtype=torch.float64, requires_grad=True)
@@ -344,16 +352,7 @@ def test_conv2d_builds_its_columns_a_few_images_at_a_time(monkeypatch):
     expected_grads = torch.autograd.grad(expected, (x, w, b), upstream)
 
     one_image = 3 * 9 * 6 * 6 * 8  # bytes of one image's columns
-    monkeypatch.setattr(conv, "COLUMN_BUFFER_BYTES", 3 * one_image)  # 3 images a chunk
-    sizes = []
-    original = conv._chunk_columns
-
-    def recording(*args):
-        columns = original(*args)
-        sizes.append(columns.numel() * columns.element_size())
-        return columns
-
-    monkeypatch.setattr(conv, "_chunk_columns", recording)
+    sizes = record_column_sizes(monkeypatch, budget=3 * one_image)  # 3 images a chunk
     out = conv.conv2d(x, w, b, 2, 1)
     grads = torch.autograd.grad(out, (x, w, b), upstream)
     torch.testing.assert_close(out, expected, **TOLERANCE[torch.float64])
@@ -370,16 +369,7 @@ def test_large_images_are_cut_into_bands_of_rows(monkeypatch):
     expected = F.conv2d(x, w, None, 1, 1)
     upstream = torch.randn_like(expected)
     row_bytes = 27 * 9 * 8  # one output row's columns
-    monkeypatch.setattr(conv, "COLUMN_BUFFER_BYTES", 6 * row_bytes)
-    sizes = []
-    original = conv._chunk_columns
-
-    def recording(*args):
-        columns = original(*args)
-        sizes.append(columns.numel() * columns.element_size())
-        return columns
-
-    monkeypatch.setattr(conv, "_chunk_columns", recording)
+    sizes = record_column_sizes(monkeypatch, budget=6 * row_bytes)
     out = conv.conv2d(x, w, None, 1, 1)
     torch.testing.assert_close(out, expected, **TOLERANCE[torch.float64])
     assert sizes == [6 * row_bytes] * 3 + [2 * row_bytes] + [6 * row_bytes] * 3 + [2 * row_bytes]

@@ -45,14 +45,7 @@ DEVICE = torch.device("cuda" if ON_GPU else "cpu")
 TOL = {"rtol": 1e-4, "atol": 1e-4}  # float32, accumulated in another order than PyTorch's
 
 
-@pytest.fixture(autouse=True)
-def _full_float32_on_gpu():
-    """The references must not use TF32 (10-bit mantissa) on the GPU."""
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+pytestmark = pytest.mark.usefixtures("full_float32")  # references without TF32 on a GPU
 
 
 def randn(*shape: int) -> torch.Tensor:

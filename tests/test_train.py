@@ -368,15 +368,23 @@ def image_loaders() -> tuple[DataLoader, DataLoader]:
     return DataLoader(data, batch_size=16, shuffle=False), DataLoader(data, batch_size=32)
 
 
-@pytest.mark.parametrize("amp", [False, True])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_fit_with_mixed_precision_and_channels_last(amp, channels_last):
+def fit_conv_net(
+    optimizer_cls, lr: float, epochs: int, **options
+) -> tuple[nn.Module, train.History]:
     torch.manual_seed(0)
     model = conv_net()
     train_loader, val_loader = image_loaders()
-    optimizer = optim.Adam(model.parameters(), lr=0.02)
-    options = {"amp": amp, "channels_last": channels_last, "progress": False}
-    history = train.fit(model, train_loader, val_loader, optimizer, epochs=4, **options)
+    optimizer = optimizer_cls(model.parameters(), lr=lr)
+    history = train.fit(
+        model, train_loader, val_loader, optimizer, epochs, progress=False, **options
+    )
+    return model, history
+
+
+@pytest.mark.parametrize("amp", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fit_with_mixed_precision_and_channels_last(amp, channels_last):
+    model, history = fit_conv_net(optim.Adam, 0.02, 4, amp=amp, channels_last=channels_last)
     assert history.val_acc[-1] >= 0.95
     assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay float32
     conv_weight = model[3].weight  # (4, 4, 3, 3): the two layouts differ
@@ -384,15 +392,10 @@ def test_fit_with_mixed_precision_and_channels_last(amp, channels_last):
 
 
 def test_amp_and_channels_last_change_little():
-    results = []
-    for amp, channels_last in [(False, False), (False, True), (True, False)]:
-        torch.manual_seed(0)
-        model = conv_net()
-        train_loader, val_loader = image_loaders()
-        optimizer = optim.SGD(model.parameters(), lr=0.05)
-        options = {"amp": amp, "channels_last": channels_last, "progress": False}
-        history = train.fit(model, train_loader, val_loader, optimizer, epochs=2, **options)
-        results.append(history.train_loss)
+    results = [
+        fit_conv_net(optim.SGD, 0.05, 2, amp=amp, channels_last=channels_last)[1].train_loss
+        for amp, channels_last in [(False, False), (False, True), (True, False)]
+    ]
     reference, same_math, bfloat16 = results
     assert reference == pytest.approx(same_math, rel=1e-5)  # only the memory layout changed
     assert reference == pytest.approx(bfloat16, rel=0.05)  # 8-bit mantissas in the products

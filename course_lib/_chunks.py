@@ -26,3 +26,15 @@ def batch_chunks(x: torch.Tensor, chunk_bytes: int | None = None) -> list[slice]
     per_item = max(x[0].numel() * x.element_size(), 1) if x.shape[0] else 1
     step = max(1, chunk_bytes // per_item)
     return [slice(start, start + step) for start in range(0, x.shape[0], step)]
+
+
+def batch_pieces(*tensors: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """The same chunks of several tensors that share their first axis, as views.
+
+    ``for x_piece, out_piece in batch_pieces(x, out): ...`` walks through both together; a
+    tensor small enough for one chunk comes back whole (no slicing at all).
+    """
+    chunks = batch_chunks(tensors[0])
+    if len(chunks) == 1:
+        return [tensors]
+    return [tuple(tensor[chunk] for tensor in tensors) for chunk in chunks]

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from course_lib._chunks import batch_chunks
+from course_lib._chunks import batch_pieces
 from course_lib._validate import check_same_device_dtype, check_tensor
 from course_lib.kernels import use_triton
 
@@ -147,13 +147,18 @@ def _statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     (``E[x^2] - E[x]^2`` would cancel catastrophically).
     """
     dims, m = _reduce_dims(x), _values_per_channel(x)
-    chunks = batch_chunks(x)
-    mean = sum(x[chunk].sum(dim=dims) for chunk in chunks) / m
-    squares = sum((x[chunk] - _per_channel(mean, x)).square().sum(dim=dims) for chunk in chunks)
+    pieces = [piece for (piece,) in batch_pieces(x)]
+    total = pieces[0].sum(dim=dims)
+    for piece in pieces[1:]:
+        total += piece.sum(dim=dims)
+    mean = total / m
+    centre = _per_channel(mean, x)
+    squares = (pieces[0] - centre).square_().sum(dim=dims)
+    for piece in pieces[1:]:
+        squares += (piece - centre).square_().sum(dim=dims)
     return mean, squares / m
 
 
-@torch.no_grad()
 def _update_running_stats(
     running_mean: torch.Tensor,
     running_var: torch.Tensor,
@@ -165,7 +170,8 @@ def _update_running_stats(
     """Exponential moving averages, in place; the variance is made unbiased first (m/(m-1)).
 
     ``running.lerp_(batch, momentum)`` is ``running + momentum * (batch - running)``, i.e.
-    ``(1 - momentum) * running + momentum * batch`` in one operation.
+    ``(1 - momentum) * running + momentum * batch`` in one operation. (No gradient flows:
+    the batch statistics come without one.)
     """
     running_mean.lerp_(batch_mean, momentum)
     running_var.lerp_(batch_var * (m / (m - 1)), momentum)
@@ -178,10 +184,12 @@ def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None) ->
     only tensor of x's size that is allocated is the result.
     """
     out = torch.empty_like(x)
-    for chunk in batch_chunks(x):
-        piece = torch.mul(x[chunk], _per_channel(scale, x), out=out[chunk])
+    scale = _per_channel(scale, x)
+    shift = None if shift is None else _per_channel(shift, x)
+    for x_piece, out_piece in batch_pieces(x, out):
+        torch.mul(x_piece, scale, out=out_piece)
         if shift is not None:
-            piece += _per_channel(shift, x)
+            out_piece += shift
     return out
 
 
@@ -202,25 +210,26 @@ def _input_gradient(
                    = scale * ((x - mu) * k + g) + shift,   with  scale = gamma * inv_std,
                      k = -inv_std^2 * sum(g * (x - mu)) / m,  shift = -scale * grad_beta / m
 
-    One pass for the two sums and one for ``grad_x``, a few images at a time, each piece
-    centred again while in cache (so neither ``x - mu`` nor ``x_hat`` is ever stored whole).
+    One pass for the two sums and one for ``grad_x``, a few images at a time (neither
+    ``x - mu`` nor ``x_hat`` is ever stored whole); like the forward pass, the second folds
+    ``mu`` into a per-channel constant so that each value costs two multiply-adds.
     """
     dims, m = _reduce_dims(x), _values_per_channel(x)
-    chunks = batch_chunks(x)
-    mean = _per_channel(mean, x)
-    grad_beta = dot = 0
-    for chunk in chunks:  # pass 1: sum(g) and sum(g * (x - mu)) per channel
-        grad_beta = grad_beta + grad_out[chunk].sum(dim=dims)
-        dot = dot + (grad_out[chunk] * (x[chunk] - mean)).sum(dim=dims)
+    grad_beta, dot = 0, 0
+    for g_piece, x_piece in batch_pieces(grad_out, x):  # pass 1: sum(g), sum(g * (x - mu))
+        grad_beta = grad_beta + g_piece.sum(dim=dims)
+        dot = dot + (g_piece * (x_piece - _per_channel(mean, x))).sum(dim=dims)
     grad_gamma = dot * inv_std
     scale = inv_std if gamma is None else gamma * inv_std
-    k = _per_channel(-inv_std.square() * dot / m, x)
-    shift = _per_channel(-scale * grad_beta / m, x)
+    k = -inv_std.square() * dot / m
+    shift = -scale * grad_beta / m
+    # pass 2: grad_x = scale*k * x + scale * g + (shift - scale*k*mu), two multiply-adds
+    x_coefficient = _per_channel(scale * k, x)
+    constant = _per_channel(shift - scale * k * mean, x)
     scale = _per_channel(scale, x)
     grad_x = torch.empty_like(x)
-    for chunk in chunks:  # pass 2: grad_x = scale * ((x - mu) * k + g) + shift
-        piece = torch.sub(x[chunk], mean, out=grad_x[chunk])
-        piece.mul_(k).add_(grad_out[chunk]).mul_(scale).add_(shift)
+    for g_piece, x_piece, piece in batch_pieces(grad_out, x, grad_x):
+        torch.addcmul(constant, x_piece, x_coefficient, out=piece).addcmul_(g_piece, scale)
     return grad_x, grad_gamma, grad_beta
 
 

@@ -6,6 +6,10 @@ main memory, and every fresh allocation of more than a few MiB is new memory the
 system must hand over page by page (a page fault per 4 KiB). Done a few images at a time,
 the same temporaries stay in the CPU's cache and in memory the allocator reuses. The
 arithmetic is exactly the same; only the order of the work changes.
+
+On a GPU the opposite holds: PyTorch's CUDA allocator keeps freed memory for reuse (no page
+faults) and every operation is a kernel launch that wants as much work as possible, so tensors
+on an accelerator are processed whole.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ CHUNK_BYTES = 2 * 2**20
 
 def batch_chunks(x: torch.Tensor, chunk_bytes: int | None = None) -> list[slice]:
     """Slices along the first axis, each covering at most ``chunk_bytes`` (default
-    ``CHUNK_BYTES``) of ``x``, or one item.
+    ``CHUNK_BYTES``) of ``x``, or one item; a single slice for tensors on an accelerator.
 
     ``[x[s] for s in batch_chunks(x)]`` are consecutive pieces of ``x`` that together cover it.
     """
+    if x.device.type != "cpu":
+        return [slice(None)]
     chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     per_item = max(x[0].numel() * x.element_size(), 1) if x.shape[0] else 1
     step = max(1, chunk_bytes // per_item)

@@ -62,15 +62,18 @@ __all__ = [
     "conv2d_macs",
     "Conv2d",
     "COLUMN_BUFFER_BYTES",
+    "ACCELERATOR_COLUMN_BUFFER_BYTES",
 ]
 
 IntOrPair = int | tuple[int, int]
 Pair = tuple[int, int]
 
-# Largest column matrix conv2d builds at once. A few MiB stay in the CPU's cache and are
-# served from memory the allocator keeps (no page faults); the matrix products on chunks this
-# size still run at full speed.
+# Largest column matrix conv2d builds at once on the CPU. A few MiB stay in the CPU's cache and
+# are served from memory the allocator keeps (no page faults); the matrix products on chunks
+# this size still run at full speed. On a GPU (whose allocator caches memory) larger chunks
+# mean fewer, larger matrix products.
 COLUMN_BUFFER_BYTES = 4 * 2**20
+ACCELERATOR_COLUMN_BUFFER_BYTES = 256 * 2**20
 
 
 # --------------------------------------------------------------------------------------
@@ -382,15 +385,17 @@ def col2im(
 
 
 # -- conv2d: the forward pass chunk by chunk, and its backward pass ----------------------
-def _chunk_plan(column_rows: int, out_size: Pair, n: int, element_size: int) -> Pair:
-    """``(images, output rows)`` per chunk, so that a chunk's columns fit ``COLUMN_BUFFER_BYTES``.
+def _chunk_plan(column_rows: int, out_size: Pair, n: int, tensor: torch.Tensor) -> Pair:
+    """``(images, output rows)`` per chunk, so that a chunk's columns fit ``COLUMN_BUFFER_BYTES``
+    (``ACCELERATOR_COLUMN_BUFFER_BYTES`` for a tensor on a GPU).
 
     Whole images when one image's columns fit (as many images as fit), else bands of output
     rows of a single image: a large image is cut into horizontal strips.
     """
     out_h, out_w = out_size
-    bytes_per_row = column_rows * out_w * element_size  # one output row's columns
-    rows = max(1, COLUMN_BUFFER_BYTES // bytes_per_row)
+    budget = COLUMN_BUFFER_BYTES if tensor.device.type == "cpu" else ACCELERATOR_COLUMN_BUFFER_BYTES
+    bytes_per_row = column_rows * out_w * tensor.element_size()  # one output row's columns
+    rows = max(1, budget // bytes_per_row)
     if rows >= out_h:
         return min(n, rows // out_h), out_h
     return 1, rows
@@ -429,9 +434,12 @@ def _chunk_columns(
     span_h = dilations[0] * (kernel[0] - 1) + 1
     top = rows.start * strides[0] - paddings[0]  # first input row read (may be padding)
     bottom = (rows.stop - 1) * strides[0] - paddings[0] + span_h  # one past the last
-    x_rows = x[images, :, max(top, 0) : min(bottom, height)]
-    pad_top, pad_bottom = max(0, -top), max(0, bottom - height)
-    x_pad = F.pad(x_rows, (paddings[1], paddings[1], pad_top, pad_bottom))
+    # the real rows among them (maybe none: a band can lie wholly in the padding)
+    first = min(max(top, 0), height)
+    last = max(min(bottom, height), first)
+    pad_top = min(max(first - top, 0), bottom - top)
+    pad_bottom = (bottom - top) - pad_top - (last - first)
+    x_pad = F.pad(x[images, :, first:last], (paddings[1], paddings[1], pad_top, pad_bottom))
     windows = sliding_windows(x_pad, kernel, strides, dilations)
     b, c, out_rows, out_w, kernel_h, kernel_w = windows.shape
     # (B, C, R, W_out, KH, KW) -> (C, KH, KW, B, R, W_out); reshape makes the copy.
@@ -465,7 +473,7 @@ def _conv2d_forward(
     out_h, out_w = out_size
     w_mat = weight.reshape(out_channels, -1)  # (C_out, C_in*KH*KW)
     out = x.new_empty(n, out_channels, out_h, out_w)
-    plan = _chunk_plan(w_mat.shape[1], out_size, n, x.element_size())
+    plan = _chunk_plan(w_mat.shape[1], out_size, n, x)
     for images, rows in _chunks(n, out_h, plan):
         columns = _chunk_columns(x, images, rows, weight.shape[2:], strides, paddings, dilations)
         if bias is None:
@@ -546,9 +554,7 @@ def conv2d_backward_input(
     w_mat = weight.reshape(out_channels, -1)  # (C_out, C_in*KH*KW)
     (pad_h, pad_w), stride_h = paddings, strides[0]
     grad_x = grad_out.new_empty(n, c, h, w)
-    images_per_chunk, rows_per_chunk = _chunk_plan(
-        w_mat.shape[1], (out_h, out_w), n, grad_out.element_size()
-    )
+    images_per_chunk, rows_per_chunk = _chunk_plan(w_mat.shape[1], (out_h, out_w), n, grad_out)
     for start in range(0, n, images_per_chunk):
         images = slice(start, start + images_per_chunk)
         b = len(range(n)[images])
@@ -600,7 +606,7 @@ def conv2d_backward_weight(
     )
     column_rows = in_channels * kernel_h * kernel_w
     grad_w_mat = grad_out.new_zeros(out_channels, column_rows)
-    plan = _chunk_plan(column_rows, (out_h, out_w), x.shape[0], x.element_size())
+    plan = _chunk_plan(column_rows, (out_h, out_w), x.shape[0], x)
     for images, rows in _chunks(x.shape[0], out_h, plan):
         kernel = (kernel_h, kernel_w)
         columns = _chunk_columns(x, images, rows, kernel, strides, paddings, dilations)

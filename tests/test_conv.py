@@ -378,6 +378,20 @@ def test_large_images_are_cut_into_bands_of_rows(monkeypatch):
         torch.testing.assert_close(got, want, **TOLERANCE[torch.float64])
 
 
+@pytest.mark.parametrize("height, padding", [(1, 2), (7, 3), (2, 4)])
+def test_bands_that_lie_wholly_in_the_padding(monkeypatch, height, padding):
+    """With one output row per band, the first and last bands read only padding rows."""
+    monkeypatch.setattr(conv, "COLUMN_BUFFER_BYTES", 1)
+    x = torch.randn(2, 1, height, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 1, 1, 2, dtype=torch.float64, requires_grad=True)
+    out = conv.conv2d(x, w, None, 1, (padding, 0))
+    expected = F.conv2d(x, w, None, 1, (padding, 0))
+    torch.testing.assert_close(out, expected, **TOLERANCE[torch.float64])
+    grads = torch.autograd.grad(out.sum(), (x, w))
+    for got, want in zip(grads, torch.autograd.grad(expected.sum(), (x, w)), strict=True):
+        torch.testing.assert_close(got, want, **TOLERANCE[torch.float64])
+
+
 @PROPERTY_SETTINGS
 @given(geometry=conv_geometry(), with_bias=st.booleans())
 def test_conv2d_one_output_row_at_a_time_property(monkeypatch, geometry, with_bias):

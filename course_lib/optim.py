@@ -551,15 +551,13 @@ class Adam(_CourseOptimizer):
     ) -> None:
         lr, weight_decay = group["lr"], group["weight_decay"]
         beta1, beta2 = group["betas"]
-        if self._use_fused(group, params):
-            from course_lib.kernels import fused_adam_step  # Triton, imported on first use
-
-            for state in states:
-                state["step"] += 1
-            fused_adam_step(params, grads, states, group, self.decoupled_weight_decay)
-            return
         for state in states:
             state["step"] += 1
+        if self._use_fused(group, params):  # the whole update as one Triton kernel
+            from course_lib.kernels import fused_adam_step  # imported on first use
+
+            fused_adam_step(params, grads, states, group, self.decoupled_weight_decay)
+            return
 
         if weight_decay != 0:
             if self.decoupled_weight_decay:

@@ -1,11 +1,11 @@
 """Pooling: max, average and global average pooling, and the max-pool backward pass.
 
-A pooling layer summarises every ``KH x KW`` window of each channel by one number, with no
+A pooling layer summarises every ``K_h x K_w`` window of each channel by one number, with no
 learnable parameters. For ``x: (N, C, H, W)``, stride ``S`` (default: the kernel size) and
 padding ``P``:
 
     max:     out[n, c, i, j] = max_{u, v}  x_pad[n, c, i*S + u, j*S + v]
-    average: out[n, c, i, j] = 1/(KH*KW) * sum_{u, v} x_pad[n, c, i*S + u, j*S + v]
+    average: out[n, c, i, j] = 1/(K_h*K_w) * sum_{u, v} x_pad[n, c, i*S + u, j*S + v]
 
 and each output size is ``floor((H + 2P - K) / S) + 1``, the convolution rule.
 (One deck writes ``(H - K) / (s + 1)``; that is wrong: ``H=4, K=2, s=2`` gives 0.67 where
@@ -73,7 +73,7 @@ def pool_output_size(
 def _pool_geometry(
     x: torch.Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: IntOrPair
 ) -> tuple[Pair, Pair, Pair, Pair]:
-    """Validate ``x`` and the window; return kernel, stride, padding and ``(OH, OW)``."""
+    """Validate ``x`` and the window; return kernel, stride, padding and ``(H_out, W_out)``."""
     check_tensor(x, "x", 4)
     kernel = pair(kernel_size, "kernel_size", 1)
     strides = kernel if stride is None else pair(stride, "stride", 1)
@@ -90,9 +90,9 @@ def max_pool2d_naive(
 ) -> torch.Tensor:
     """Max pooling with explicit loops over images, channels and output pixels (for teaching).
 
-    ``out[n, c, i, j] = max_{u < KH, v < KW} x[n, c, i*S + u, j*S + v]``
+    ``out[n, c, i, j] = max_{u < K_h, v < K_w} x[n, c, i*S + u, j*S + v]``
 
-    Shapes: ``x: (N, C, H, W)`` -> ``(N, C, OH, OW)``, ``OH = floor((H - KH) / S) + 1``.
+    Shapes: ``x: (N, C, H, W)`` -> ``(N, C, H_out, W_out)``, ``H_out = floor((H - K_h) / S) + 1``.
     ``[[1,2,3],[4,5,6],[7,8,9]]`` with a 2x2 window and stride 1 gives ``[[5,6],[8,9]]``.
     """
     (kernel_h, kernel_w), (stride_h, stride_w), _, (out_h, out_w) = _pool_geometry(

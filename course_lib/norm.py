@@ -212,7 +212,7 @@ def _input_gradient(
 
     One pass for the two sums and one for ``grad_x``, a few images at a time (neither
     ``x - mu`` nor ``x_hat`` is ever stored whole); like the forward pass, the second folds
-    ``mu`` into a per-channel constant so that each value costs two multiply-adds.
+    ``mu`` into a per-channel constant: ``grad_x = (scale*k) * x + constant + scale * g``.
     """
     dims, m = _reduce_dims(x), _values_per_channel(x)
     grad_beta, dot = 0, 0
@@ -223,13 +223,13 @@ def _input_gradient(
     scale = inv_std if gamma is None else gamma * inv_std
     k = -inv_std.square() * dot / m
     shift = -scale * grad_beta / m
-    # pass 2: grad_x = scale*k * x + scale * g + (shift - scale*k*mu), two multiply-adds
+    # pass 2: grad_x = scale*k * x + (shift - scale*k*mu) + scale * g
     x_coefficient = _per_channel(scale * k, x)
     constant = _per_channel(shift - scale * k * mean, x)
     scale = _per_channel(scale, x)
     grad_x = torch.empty_like(x)
     for g_piece, x_piece, piece in batch_pieces(grad_out, x, grad_x):
-        torch.addcmul(constant, x_piece, x_coefficient, out=piece).addcmul_(g_piece, scale)
+        torch.mul(x_piece, x_coefficient, out=piece).add_(constant).addcmul_(g_piece, scale)
     return grad_x, grad_gamma, grad_beta
 
 

@@ -153,9 +153,11 @@ def _statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         total += piece.sum(dim=dims)
     mean = total / m
     centre = _per_channel(mean, x)
-    squares = (pieces[0] - centre).square_().sum(dim=dims)
-    for piece in pieces[1:]:
-        squares += (piece - centre).square_().sum(dim=dims)
+    scratch = torch.empty_like(pieces[0])  # one buffer for every piece's squares
+    squares = 0
+    for piece in pieces:
+        deviations = torch.sub(piece, centre, out=scratch[: len(piece)])
+        squares = squares + deviations.square_().sum(dim=dims)
     return mean, squares / m
 
 
@@ -215,10 +217,13 @@ def _input_gradient(
     ``mu`` into a per-channel constant: ``grad_x = (scale*k) * x + constant + scale * g``.
     """
     dims, m = _reduce_dims(x), _values_per_channel(x)
+    pieces = batch_pieces(grad_out, x)
+    scratch = torch.empty_like(pieces[0][1])  # one buffer for every piece's products
     grad_beta, dot = 0, 0
-    for g_piece, x_piece in batch_pieces(grad_out, x):  # pass 1: sum(g), sum(g * (x - mu))
+    for g_piece, x_piece in pieces:  # pass 1: sum(g) and sum(g * (x - mu)) per channel
         grad_beta = grad_beta + g_piece.sum(dim=dims)
-        dot = dot + (g_piece * (x_piece - _per_channel(mean, x))).sum(dim=dims)
+        product = torch.sub(x_piece, _per_channel(mean, x), out=scratch[: len(x_piece)])
+        dot = dot + product.mul_(g_piece).sum(dim=dims)
     grad_gamma = dot * inv_std
     scale = inv_std if gamma is None else gamma * inv_std
     k = -inv_std.square() * dot / m

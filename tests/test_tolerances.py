@@ -11,8 +11,7 @@ import random
 
 import torch
 import torch.nn.functional as F
-
-from tests.tolerances import SAFETY, float32_tolerance
+from tolerances import SAFETY, float32_tolerance
 
 MARGIN = 4  # every correct method stays within 1/MARGIN of the tolerance
 

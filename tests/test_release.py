@@ -63,6 +63,50 @@ def test_release_has_no_solution_or_hidden_test(assignment):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_has_no_rubric(assignment):
+    """Grading rubrics (mark schemes) reach the grader, never the student."""
+    text = _release_text(assignment)
+    for marker in (nbtools.BEGIN_MARK_SCHEME, nbtools.END_MARK_SCHEME):
+        assert marker not in text, f"assignments/{assignment} contains {marker!r}"
+    release = nbtools.read_notebook(grading.release_notebook(REPO, assignment))
+    released_lines = {line.strip() for cell in release.cells for line in cell.source.splitlines()}
+    leaked = sorted(nbtools.rubric_lines(_source(assignment)) & released_lines)
+    assert not leaked, f"assignments/{assignment} contains rubric lines: {leaked[:3]}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_written_answer_has_a_rubric_the_grader_sees(assignment):
+    """Each hand-graded answer has a point-by-point rubric in the locked cell right above it,
+    stating the answer's points (the cell is restored from the gradebook when grading, so the
+    formgrader shows it); rubrics sit nowhere else."""
+    source = _source(assignment)
+    with_rubric = set()
+    for index, cell in enumerate(source.cells):
+        if not nbtools.is_written_answer(cell):
+            continue
+        grade_id = nbtools.nbgrader_meta(cell)["grade_id"]
+        rubric = nbtools.rubric_of(source, index)
+        assert rubric, f"{assignment}: the written answer {grade_id!r} has no rubric above it"
+        question = source.cells[index - 1]
+        meta = nbtools.nbgrader_meta(question)
+        assert meta.get("locked") and meta.get("grade_id"), (
+            f"{assignment}: the rubric of {grade_id!r} must sit in a locked cell with a grade_id "
+            "(only those are restored for the grader)"
+        )
+        points = nbtools.nbgrader_meta(cell)["points"]
+        assert f"({points:g} points" in rubric, (
+            f"{assignment}: the rubric of {grade_id!r} should state its {points:g} points"
+        )
+        assert rubric.count("point") >= 3, f"{assignment}: the rubric should go point by point"
+        with_rubric.add(index - 1)
+    for index, cell in enumerate(source.cells):
+        if nbtools.BEGIN_MARK_SCHEME in cell.source:
+            assert index in with_rubric, (
+                f"{assignment}: cell {index} has a rubric that belongs to no written answer"
+            )
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_source_has_secrets_to_check(assignment):
     """The leak test above is only meaningful if the source has solution and hidden-test lines."""
     source = _source(assignment)

@@ -9,6 +9,7 @@ hidden test leaks into what students get.
 from __future__ import annotations
 
 import filecmp
+import re
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,52 @@ def test_example_spec_matches_the_notebook(assignment, kind):
         assert 0 <= spec["expected_score"] < spec["max_score"], "a cheat must lose points"
     else:
         assert spec["expected_score"] == spec["max_score"], "a correct alternative gets full marks"
+
+
+def _title_facts(assignment: str) -> tuple[float, str]:
+    """(expected hours, total points text) stated in the title cell of a source notebook."""
+    title = _source(assignment).cells[0].source
+    hours = re.search(r"Expected time: about (\d+(?:\.\d+)?) hours", title)
+    points = re.search(r"^# .*\((\d+) points\)", title, flags=re.MULTILINE)
+    assert hours and points, (
+        f"{assignment}: the title cell should state '(N points)' and 'Expected time: about N hours'"
+    )
+    return float(hours.group(1)), points.group(1)
+
+
+def _readme_rows() -> dict[str, list[str]]:
+    rows = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if cells and cells[0].strip("`") in ASSIGNMENTS:
+            rows[cells[0].strip("`")] = cells
+    return rows
+
+
+def test_problem_sets_get_harder_and_the_readme_says_how_long_each_takes():
+    """Expected hours never decrease from one set to the next; the README's table has the same
+    hours and points as the notebooks (autograded + by hand)."""
+    hours = [_title_facts(assignment)[0] for assignment in ASSIGNMENTS]
+    assert hours == sorted(hours), f"expected hours per set should not decrease: {hours}"
+    rows = _readme_rows()
+    for assignment in ASSIGNMENTS:
+        assert assignment in rows, f"README's problem-set table has no row for {assignment}"
+        *_, points_cell, hours_cell = rows[assignment]
+        stated_hours, total = _title_facts(assignment)
+        assert float(hours_cell) == stated_hours, (
+            f"{assignment}: README says {hours_cell} hours, the notebook {stated_hours:g}"
+        )
+        source = _source(assignment)
+        auto = sum(
+            nbtools.nbgrader_meta(c)["points"] for c in source.cells if nbtools.is_test_cell(c)
+        )
+        manual = sum(
+            nbtools.nbgrader_meta(c)["points"] for c in source.cells if nbtools.is_written_answer(c)
+        )
+        assert float(total) == auto + manual, (
+            f"{assignment}: the title says {total} points, the cells are worth {auto + manual:g}"
+        )
+        expected_cell = f"{auto:g} + {manual:g} by hand" if manual else f"{auto:g}"
+        assert points_cell == expected_cell, (
+            f"{assignment}: README's points {points_cell!r}, expected {expected_cell!r}"
+        )

@@ -128,3 +128,21 @@ def test_only_a_tampered_cell_is_reported(tmp_path):
     grading.generate_feedback(course, "tiny")
     feedback = (course / "feedback" / "honest" / "tiny" / "tiny.html").read_text()
     assert "Why does" in feedback and "RUBRIC-LINE" not in feedback
+
+
+@pytest.mark.slow
+def test_grading_a_shipped_example_logs_no_checksum_warning(tmp_path):
+    """The shipped examples leave every locked cell as released: their autograde log has no
+    "checksum has changed" warning (before the fix, every test cell of every example had one)."""
+    assignment = "ps4_optimizers"  # the quickest to grade; every test cell has hidden tests
+    course = grading.new_course(tmp_path / "course", assignments=[assignment])
+    grading.generate_release(course, [assignment])
+    grading.register(course, [assignment], ["example-complete"])
+    examples = grading.REPO_ROOT / grading.EXAMPLES_DIR / "submissions"
+    grading.copy_submissions(examples, course, [assignment])
+    log = grading.run_nbgrader(course, "autograde", assignment, "--student=example-complete")
+    assert not CHANGED.findall(log.stdout + log.stderr), "a released cell looked tampered with"
+    graded = course / "autograded" / "example-complete" / assignment / f"{assignment}.ipynb"
+    assert "BEGIN HIDDEN TESTS" in graded.read_text(), "the hidden tests were restored and ran"
+    score = grading.read_scores(course)[("example-complete", assignment)]
+    assert score.auto_score == score.auto_max

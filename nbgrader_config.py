@@ -9,21 +9,6 @@
 example submissions in a scratch copy of the course (demo_course/).
 """
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (
-    CheckCellMetadata,
-    ClearHiddenTests,
-    ClearMarkScheme,
-    ClearOutput,
-    DeduplicateIds,
-    GetGrades,
-    OverwriteCells,
-    OverwriteKernelspec,
-)
-
-from course_tools.feedback import HideHiddenTestTracebacks
-from course_tools.hidden_regions import RestoreHiddenRegions
-
 c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
 
 # --- course layout -------------------------------------------------------------------------
@@ -52,14 +37,15 @@ c.ClearMarkScheme.enforce_metadata = False
 # --- autograding ---------------------------------------------------------------------------
 # nbgrader's sanitize steps with RestoreHiddenRegions before OverwriteCells: an untouched released
 # test cell gets its hidden tests back silently, so "checksum has changed" means real tampering
-# (course_tools/hidden_regions.py; nbgrader#1961).
+# (course_tools/hidden_regions.py; nbgrader#1961). Preprocessors are named by import path: the
+# formgrader shows its configuration as JSON, which class objects are not.
 c.Autograde.sanitize_preprocessors = [
-    ClearOutput,
-    DeduplicateIds,
-    OverwriteKernelspec,
-    RestoreHiddenRegions,
-    OverwriteCells,
-    CheckCellMetadata,
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "course_tools.hidden_regions.RestoreHiddenRegions",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # Seconds per cell. Every test cell is meant to finish well under 30 s on a 2-core CPU; the
 # training notebook shortens its schedule when NBGRADER_EXECUTION is set. 120 s leaves room for
@@ -80,9 +66,9 @@ c.IgnorePattern.pattern = r"(?s).*"
 # tracebacks of test cells down to the error message: IPython prints the lines around the
 # failing line, which may be hidden asserts.
 c.GenerateFeedback.preprocessors = [
-    GetGrades,
-    HideHiddenTestTracebacks,
-    ClearHiddenTests,
-    ClearMarkScheme,
-    CSSHTMLHeaderPreprocessor,
+    "nbgrader.preprocessors.GetGrades",
+    "course_tools.feedback.HideHiddenTestTracebacks",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

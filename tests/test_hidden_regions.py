@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from traitlets.config import Config, PyFileConfigLoader
+from traitlets.utils.importstring import import_item
 
 from course_tools import grading
 from course_tools import notebooks as nbtools
@@ -55,7 +56,10 @@ def test_the_course_config_restores_hidden_regions_before_overwrite_cells():
     from nbgrader.preprocessors import OverwriteCells
 
     config = PyFileConfigLoader(grading.CONFIG_FILE, path=str(grading.REPO_ROOT)).load_config()
-    ours = list(config.Autograde.sanitize_preprocessors)
+    ours = [
+        import_item(pp) if isinstance(pp, str) else pp
+        for pp in config.Autograde.sanitize_preprocessors
+    ]
     default = list(Autograde(config=Config()).sanitize_preprocessors)
     position = default.index(OverwriteCells)
     assert ours == default[:position] + [RestoreHiddenRegions] + default[position:]

@@ -70,8 +70,11 @@ c.IgnorePattern.pattern = r"(?s).*"
 # course_tools.policy checks every student code cell before grading runs it (threat model and
 # rules: docs/grading-policy.md; defaults: course_tools/policy/config.py). numpy computes a
 # convolution outside PyTorch's dispatcher, where the hidden tests' operator checks cannot see it.
+# Problem set 5's locked data cell drops the 1,000 held-out digits; loading the set again would let
+# a student train on the digits that grade them.
 c.SubmissionPolicy.assignment_denied_names = {
     "ps1_convolution": ["numpy.convolve", "numpy.correlate"],
+    "ps5_train_cnn": ["course_lib.data.load_mnist_5k"],
 }
 
 # --- feedback ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Stored lecture notebooks come from the current code, and `make lectures` (which makes them) works.
+"""Stored lecture notebooks come from the current code; `make lectures`, which makes them, works.
 
 nbval (in `make test`) re-runs every lecture and compares its text outputs, but not its figures:
 a figure drawn by an older `course_lib` passes unnoticed. `make lectures` runs

@@ -354,6 +354,13 @@ def _is_single_history(obj: Any) -> bool:
     return hasattr(obj, "train_loss")
 
 
+def _best_epoch(history: Any) -> int | None:
+    """``history.best_epoch`` or ``history["best_epoch"]`` (0-based), None when absent."""
+    if isinstance(history, Mapping):
+        return history.get("best_epoch")
+    return getattr(history, "best_epoch", None)
+
+
 def plot_history(
     histories: Any,
     metrics: Sequence[str] = ("loss", "acc"),
@@ -364,8 +371,13 @@ def plot_history(
     ``histories``: one history or ``{"run name": history}``. A history is anything with
     ``train_<metric>`` / ``val_<metric>`` lists, as attributes (``course_lib.train.History``)
     or keys (a dict). Solid lines are training, dashed validation (skipped when empty), one
-    colour per run; a dotted vertical line marks ``best_epoch`` when the history has one.
-    Epochs are numbered from 1.
+    colour per run; a dotted vertical line marks ``best_epoch`` (the epoch with the lowest
+    validation loss, whose weights early stopping keeps) when the history has one, with its
+    own legend entry. Epochs are numbered from 1.
+
+    The training value of an epoch is the average over its batches, taken while the weights
+    were still changing; the validation value is measured once, after the epoch. So after
+    epoch 1, when the network improves fastest, validation loss can lie below training loss.
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
@@ -387,14 +399,34 @@ def plot_history(
                 if values:
                     epochs = range(1, len(values) + 1)
                     ax.plot(epochs, values, style, color=colour, label=f"{prefix}{split}")
-            best = getattr(history, "best_epoch", None)
+            best = _best_epoch(history)
             if best is not None:
-                ax.axvline(best + 1, color=colour, linestyle=":", linewidth=1)
+                ax.axvline(
+                    best + 1,
+                    color=colour,
+                    linestyle=":",
+                    linewidth=1.2,
+                    label=f"{prefix}best epoch ({best + 1}, lowest val loss)",
+                )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        longest = max((len(_series(h, f"train_{metric}")) for h in runs.values()), default=1)
+        ax.set_xlim(0.7, max(longest, 1) + 0.3)  # a best-epoch line at the end stays visible
         ax.set_ylabel(label)
         ax.set_title(f"{label} per epoch")
-        ax.legend(fontsize=8)
+    # One legend for all panels, below them: inside a panel it would hide the curves.
+    entries: dict[str, Any] = {}
+    for ax in axes[0]:
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(text, handle)
+    per_run = math.ceil(len(entries) / len(runs))
+    fig.legend(
+        list(entries.values()),
+        list(entries),
+        loc="outside lower center",
+        ncols=len(runs) if len(runs) > 1 else per_run,  # multi-run: one column per run
+        fontsize=8,
+    )
     if title:
         fig.suptitle(title)
     return fig

@@ -113,11 +113,25 @@ def test_plot_history_one_and_several_runs():
     ticks = [t for t in loss_ax.get_xticks() if 1 <= t <= 3]
     assert ticks and all(float(t).is_integer() for t in ticks), f"epoch ticks {ticks}"
 
+    assert loss_ax.get_lines()[2].get_linestyle() == ":"
+    assert list(loss_ax.get_lines()[2].get_xdata()) == [3, 3]  # best_epoch 2 is epoch 3
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]  # one legend, under the panels
+    assert legend == ["train", "val", "best epoch (3, lowest val loss)"]
+    assert loss_ax.get_legend() is None
+    assert loss_ax.get_xlim()[1] > 3  # the best-epoch line at the last epoch is not on the frame
+
     no_val = {"train_loss": [1.0, 0.5], "train_acc": [0.5, 0.7]}  # a plain dict works too
     runs = plot.plot_history({"SGD": history, "Adam": no_val}, metrics=("loss",), title="cmp")
     assert len(runs.axes) == 1 and runs.get_suptitle() == "cmp"
     labels = [line.get_label() for line in runs.axes[0].get_lines()]
-    assert {"SGD train", "SGD val", "Adam train"} <= set(labels)
+    assert {"SGD train", "SGD val", "Adam train", "SGD best epoch (3, lowest val loss)"} <= set(
+        labels
+    )
+    legend = [t.get_text() for t in runs.legends[0].get_texts()]
+    assert legend == ["SGD train", "SGD val", "SGD best epoch (3, lowest val loss)", "Adam train"]
+    with_best = {"train_loss": [1.0, 0.5], "val_loss": [0.9, 0.8], "best_epoch": 1}
+    lines = plot.plot_history(with_best, metrics=("loss",)).axes[0].get_lines()
+    assert [line.get_label() for line in lines][-1] == "best epoch (2, lowest val loss)"
 
 
 def test_plot_trajectories():

@@ -8,7 +8,7 @@ time, or end the cell with ``plt.show()``. matplotlib is imported inside the fun
 
     show_images          a grid of (N, 1|3, H, W) images
     show_feature_maps    the channels of one activation (C, H, W), each with its own scale
-    show_filters         the filters (F, C, KH, KW) of a conv layer, each normalized for display
+    show_filters         the filters (C_out, C_in, K_h, K_w) of a conv layer, own or shared scale
     show_sliding_windows where a conv / pooling window sits for chosen output cells (small grids)
     show_jpeg            display a photo-heavy figure as JPEG (small stored notebooks)
     plot_history         loss and accuracy per epoch for one or several training runs
@@ -161,17 +161,25 @@ def show_filters(
     ncols: int = 8,
     suptitle: str | None = None,
     channel: int | None = None,
+    scale: str = "each",
 ) -> Figure:
-    """The filters of a conv layer, ``weight: (F, C, KH, KW)``, one image per filter.
+    """The filters of a conv layer, ``weight: (C_out, C_in, K_h, K_w)``, one image per filter.
 
-    Each filter is min-max normalized on its own, ``(w - min) / (max - min)``, so the
-    pattern shows whatever its scale (mid-gray = the filter's middle value, not zero).
-    ``C = 3`` filters are drawn in colour (first-layer filters look at RGB), ``C = 1`` in
-    gray; for other ``C`` the mean over input channels is drawn, or input ``channel`` if given.
+    ``C_in = 3`` filters are drawn in colour (first-layer filters look at RGB), ``C_in = 1`` as
+    one map; for other ``C_in`` the mean over input channels is drawn, or input ``channel``.
+
+    ``scale="each"``: each filter is min-max normalized on its own, ``(w - min) / (max - min)``,
+    so the pattern shows whatever its scale (mid-gray = that filter's middle value, not zero).
+    ``scale="shared"``: one scale for all filters, symmetric about zero, so filters can be
+    compared and the sign is visible: single maps use a diverging colour map (red > 0, white = 0,
+    blue < 0) with a colour bar in weight units; RGB filters are drawn as
+    ``0.5 + w / (2 max|w|)`` per channel (mid-gray = 0).
     """
     weight = torch.as_tensor(weight).detach().cpu().float()
     if weight.dim() != 4:
-        raise ValueError(f"weight must be (F, C, KH, KW); got shape {tuple(weight.shape)}")
+        raise ValueError(f"weight must be (C_out, C_in, K_h, K_w); got shape {tuple(weight.shape)}")
+    if scale not in ("each", "shared"):
+        raise ValueError(f"scale must be 'each' or 'shared'; got {scale!r}")
     if channel is not None:
         shown, what = weight[:, channel : channel + 1], f"input channel {channel}"
     elif weight.shape[1] in (1, 3):
@@ -179,11 +187,24 @@ def show_filters(
     else:
         shown, what = weight.mean(dim=1, keepdim=True), f"mean of {weight.shape[1]} channels"
     _, _, kh, kw = weight.shape
-    default_title = f"{weight.shape[0]} filters {kh}x{kw} ({what}, each normalized)"
+    how = (
+        "each normalized"
+        if scale == "each"
+        else "one scale, 0 = " + ("mid-gray" if shown.shape[1] == 3 else "white")
+    )
+    default_title = f"{weight.shape[0]} filters {kh}x{kw} ({what}, {how})"
     fig, axes = _image_grid(shown.shape[0], ncols, suptitle or default_title)
+    limit = max(float(shown.abs().max()), 1e-12)
     for index, (ax, kernel) in enumerate(zip(axes, shown, strict=True)):
-        _draw_image(ax, kernel, normalize=True)
+        if scale == "each":
+            _draw_image(ax, kernel, normalize=True)
+        elif kernel.shape[0] == 3:
+            ax.imshow((0.5 + kernel / (2 * limit)).permute(1, 2, 0).numpy())
+        else:
+            image = ax.imshow(kernel[0].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(f"filter {index}", fontsize=8)
+    if scale == "shared" and shown.shape[1] == 1:
+        fig.colorbar(image, ax=axes, label="weight", shrink=0.9, aspect=12)
     return fig
 
 

@@ -100,6 +100,22 @@ def test_show_filters_rgb_gray_and_many_channels():
     assert one.get_suptitle() == "conv2, input 2"
 
 
+def test_show_filters_shared_scale_shows_sign_and_size():
+    weight = torch.zeros(6, 1, 5, 5)
+    weight[0, 0, 2, 2], weight[1, 0, 0, 0] = 0.5, -0.25  # filters 2..5 are all zero
+    fig = plot.show_filters(weight, ncols=6, scale="shared")
+    assert len(fig.axes) == 6 + 1  # six filters and one colour bar
+    assert fig.axes[-1].get_ylabel() == "weight"
+    for ax in fig.axes[:6]:
+        assert ax.images[0].get_clim() == (-0.5, 0.5)  # symmetric, shared by every filter
+    assert "one scale" in fig.get_suptitle()
+    rgb = plot.show_filters(torch.zeros(2, 3, 3, 3), scale="shared")
+    assert len(rgb.axes) == 2  # no colour bar for colour images
+    assert float(abs(rgb.axes[0].images[0].get_array() - 0.5).max()) < 1e-6  # zero: mid-gray
+    with pytest.raises(ValueError, match="scale"):
+        plot.show_filters(weight, scale="global")
+
+
 def test_plot_history_one_and_several_runs():
     history = _History([2.0, 1.5, 1.2], [0.3, 0.5, 0.6], [2.1, 1.7, 1.6], [0.3, 0.45, 0.5], 2)
     fig = plot.plot_history(history)

@@ -214,11 +214,14 @@ def _draw_number_grid(
     left: float,
     window: tuple[int, int, int, int],
     border: int = 0,
+    dilation: tuple[int, int] = (1, 1),
 ) -> None:
     """Draw ``values: (R, C)`` as squares with numbers from x = ``left``; outline ``window``.
 
-    ``window = (top, left, height, width)`` in cells is outlined in red; cells within
-    ``border`` of the edge (zero padding) are shaded grey.
+    ``window = (top, left, K_h, K_w)`` in cells is outlined in red; with ``dilation = (D_h, D_w)``
+    other than 1 each of its ``K_h * K_w`` taps (every ``D``-th cell) is outlined instead, and
+    the area it spans, ``D (K - 1) + 1`` cells, is dashed. Cells within ``border`` of the edge
+    (zero padding) are shaded grey.
     """
     from matplotlib.patches import Rectangle
 
@@ -245,11 +248,38 @@ def _draw_number_grid(
                 fontsize=9,
             )
     top, window_left, height, width = window
+    if dilation == (1, 1):
+        ax.add_patch(
+            Rectangle(
+                (left + window_left, top), width, height, fill=False, edgecolor="red", linewidth=2.5
+            )
+        )
+        return
+    dil_h, dil_w = dilation
+    span_h, span_w = dil_h * (height - 1) + 1, dil_w * (width - 1) + 1
     ax.add_patch(
         Rectangle(
-            (left + window_left, top), width, height, fill=False, edgecolor="red", linewidth=2.5
+            (left + window_left, top),
+            span_w,
+            span_h,
+            fill=False,
+            edgecolor="red",
+            linestyle="--",
+            linewidth=1.2,
         )
     )
+    for u in range(height):
+        for v in range(width):
+            ax.add_patch(
+                Rectangle(
+                    (left + window_left + v * dil_w, top + u * dil_h),
+                    1,
+                    1,
+                    facecolor=(1.0, 0.0, 0.0, 0.15),
+                    edgecolor="red",
+                    linewidth=2.0,
+                )
+            )
 
 
 def show_sliding_windows(
@@ -261,15 +291,18 @@ def show_sliding_windows(
     positions: Sequence[tuple[int, int]] | None = None,
     ncols: int = 2,
     suptitle: str | None = None,
+    dilation: int | tuple[int, int] = 1,
 ) -> Figure:
     """Where a convolution or pooling window sits for chosen output cells (teaching figure).
 
     One panel per output cell ``(i, j)``: the input grid ``x: (H, W)`` with ``padding`` rows
     and columns of zeros shaded grey around it and the window outlined in red, its top-left
-    padded cell being ``(i*S, j*S)``; next to it the output grid ``out: (OH, OW)`` with cell
-    ``(i, j)`` outlined. Every value is written in its square, so keep grids small (about
-    8 x 8 at most). ``out`` is whatever the operation produced (``corr2d``, ``max_pool2d``...);
-    the figure does not recompute it. ``positions`` defaults to every output cell, at most 8.
+    padded cell being ``(i*S, j*S)``; next to it the output grid ``out: (H_out, W_out)`` with
+    cell ``(i, j)`` outlined. With ``dilation`` D > 1 the kernel's taps are every D-th cell:
+    each tap is outlined and the ``D (K - 1) + 1`` cells they span are dashed. Every value is
+    written in its square, so keep grids small (about 8 x 8 at most). ``out`` is whatever the
+    operation produced (``corr2d``, ``max_pool2d``...); the figure does not recompute it.
+    ``positions`` defaults to every output cell, at most 8.
     """
     import matplotlib.pyplot as plt
 
@@ -279,6 +312,8 @@ def show_sliding_windows(
     check_tensor(out, "out", 2, layout="(OH, OW)", floating=False)
     kernel_h, kernel_w = pair(kernel_size, "kernel_size", 1)
     stride_h, stride_w = pair(stride, "stride", 1)
+    dil_h, dil_w = pair(dilation, "dilation", 1)
+    span_h, span_w = dil_h * (kernel_h - 1) + 1, dil_w * (kernel_w - 1) + 1
     check_int(padding, "padding", 0)
     check_int(ncols, "ncols", 1)
     out_h, out_w = out.shape
@@ -293,11 +328,11 @@ def show_sliding_windows(
             raise ValueError(
                 f"position {(i, j)} is outside the output grid of shape {(out_h, out_w)}"
             )
-        if i * stride_h + kernel_h > padded_h or j * stride_w + kernel_w > padded_w:
+        if i * stride_h + span_h > padded_h or j * stride_w + span_w > padded_w:
             raise ValueError(
                 f"the window of output cell {(i, j)} (kernel {(kernel_h, kernel_w)}, stride "
-                f"{(stride_h, stride_w)}) does not fit the padded input {(padded_h, padded_w)}; "
-                f"check kernel_size, stride and padding"
+                f"{(stride_h, stride_w)}, dilation {(dil_h, dil_w)}) does not fit the padded "
+                f"input {(padded_h, padded_w)}; check kernel_size, stride, padding and dilation"
             )
     gap = 1.5  # empty columns between the input grid and the output grid
     ncols = min(ncols, len(positions))
@@ -317,7 +352,14 @@ def show_sliding_windows(
         ax.remove()
     values_out = out.detach().cpu().double()
     for ax, (i, j) in zip(axes.flat[: len(positions)], positions, strict=True):
-        _draw_number_grid(ax, x_pad, 0, (i * stride_h, j * stride_w, kernel_h, kernel_w), padding)
+        _draw_number_grid(
+            ax,
+            x_pad,
+            0,
+            (i * stride_h, j * stride_w, kernel_h, kernel_w),
+            padding,
+            dilation=(dil_h, dil_w),
+        )
         _draw_number_grid(ax, values_out, padded_w + gap, (i, j, 1, 1))
         ax.set_xlim(-0.1, total_w + 0.1)
         ax.set_ylim(total_h + 0.1, -0.1)  # row 0 at the top, like a matrix

@@ -222,6 +222,20 @@ def test_show_sliding_windows_outlines_the_window_of_each_output_cell():
     assert "117" in texts  # the centre window sum of the output
 
 
+def test_show_sliding_windows_outlines_the_taps_of_a_dilated_kernel():
+    x = torch.arange(49.0).view(7, 7)
+    out = torch.nn.functional.conv2d(x[None, None], torch.ones(1, 1, 3, 3), dilation=2)[0, 0]
+    assert out.shape == (3, 3)  # 7 - 2 * (3 - 1) = 3
+    fig = plot.show_sliding_windows(x, out, kernel_size=3, dilation=2, positions=[(1, 2)])
+    boxes = _red_rectangles(fig.axes[0])
+    taps = sorted((x0, y0) for x0, y0, w, h in boxes if (w, h) == (1, 1))[:-1]  # last: output
+    assert taps == [(c, r) for c in (2, 4, 6) for r in (1, 3, 5)]  # every 2nd cell from (1, 2)
+    assert (2, 1, 5, 5) in boxes  # the dashed span D (K - 1) + 1 = 5
+    assert out[1, 2] == sum(x[r, c] for r in (1, 3, 5) for c in (2, 4, 6))
+    with pytest.raises(ValueError, match="dilation"):
+        plot.show_sliding_windows(x, out, kernel_size=3, dilation=4)
+
+
 def test_show_sliding_windows_defaults_and_bad_input():
     grid = torch.tensor([[1.0, 2, 3], [4, 5, 6], [7, 8, 9]])
     pooled = torch.nn.functional.max_pool2d(grid[None, None], 2, stride=1)[0, 0]

@@ -44,14 +44,18 @@ STAMPED_PACKAGES = ("course_lib", "course_tools")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 CELL_TIMEOUT_S = 600
 
-# Runs in the kernel after the last cell: the repository modules the notebook has imported.
-_LIST_MODULES = f"""
-import json as _json, sys as _sys
-print(_json.dumps(sorted(
-    _module.__file__
-    for _name, _module in list(_sys.modules.items())
-    if _name.split(".")[0] in {STAMPED_PACKAGES!r} and getattr(_module, "__file__", None)
-)))
+# Runs in the kernel after the last cell: the repository modules the notebook has imported, and
+# the kernel's CPU time (a measure of cost that, unlike wall time, hardly depends on machine load).
+_PROBE = f"""
+import json as _json, sys as _sys, time as _time
+print(_json.dumps({{
+    "modules": sorted(
+        _module.__file__
+        for _name, _module in list(_sys.modules.items())
+        if _name.split(".")[0] in {STAMPED_PACKAGES!r} and getattr(_module, "__file__", None)
+    ),
+    "cpu_s": _time.process_time(),
+}}))
 """
 
 
@@ -125,19 +129,21 @@ def _drop_widget_state(nb: NotebookNode) -> None:
             cell.outputs = [out for out in cell.outputs if WIDGET_VIEW not in out.get("data", {})]
 
 
-def execute_notebook(path: str | Path, stamp: bool = True, root: Path = REPO_ROOT) -> float:
-    """Execute ``path`` top to bottom in its own folder, write it back; return the seconds taken.
+def execute_notebook(
+    path: str | Path, stamp: bool = True, root: Path = REPO_ROOT
+) -> tuple[float, float]:
+    """Execute ``path`` top to bottom in its own folder and write it back.
 
-    Raises ``nbclient.exceptions.CellExecutionError`` (the notebook file is left unchanged) when
-    a cell fails.
+    Returns ``(wall seconds, CPU seconds of the kernel)``. Raises
+    ``nbclient.exceptions.CellExecutionError`` (the notebook file is left unchanged) when a cell
+    fails.
     """
     from nbclient import NotebookClient
 
     path = Path(path)
     nb = nbformat.read(str(path), as_version=4)
-    probe = nbformat.v4.new_code_cell(_LIST_MODULES) if stamp else None
-    if probe is not None:
-        nb.cells.append(probe)
+    probe = nbformat.v4.new_code_cell(_PROBE)
+    nb.cells.append(probe)
     client = NotebookClient(
         nb,
         timeout=CELL_TIMEOUT_S,
@@ -148,18 +154,17 @@ def execute_notebook(path: str | Path, stamp: bool = True, root: Path = REPO_ROO
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
-    if probe is not None:
-        nb.cells.remove(probe)
-        printed = "".join(
-            out.get("text", "") for out in probe.outputs if out.output_type == "stream"
-        )
-        modules = _relative_module_files(json.loads(printed), root)
+    nb.cells.remove(probe)
+    printed = "".join(out.get("text", "") for out in probe.outputs if out.output_type == "stream")
+    report = json.loads(printed)
+    if stamp:
+        modules = _relative_module_files(report["modules"], root)
         nb.metadata.setdefault("course", {})["executed_with"] = stamp_for(nb, modules, root)
     _drop_widget_state(nb)
     for cell in nb.cells:  # timestamps from earlier nbconvert runs: noise in every diff
         cell.metadata.pop("execution", None)
     nbformat.write(nb, str(path))
-    return seconds
+    return seconds, report["cpu_s"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,8 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"no such notebook: {', '.join(missing)}")
     for path in args.notebooks:
         print(f"executing {path} ...", flush=True)
-        seconds = execute_notebook(path, stamp=args.stamp)
-        print(f"  {path}: {seconds:.1f} s", flush=True)
+        seconds, cpu = execute_notebook(path, stamp=args.stamp)
+        print(f"  {path}: {seconds:.1f} s wall, {cpu:.1f} s CPU in the kernel", flush=True)
     return 0
 
 

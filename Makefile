@@ -29,10 +29,17 @@ test: setup
 test-fast: setup
 	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n 2 tests -m "not slow"
 
-## re-execute the lecture and solution notebooks in place (after editing them)
-lectures: setup
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.store_widget_state=False lectures/*.ipynb solutions/*/*.ipynb
+## re-execute the lecture and solution notebooks in place (after editing them); lectures (and
+## their answer keys) are stamped with the code they ran, and tests/test_lectures.py fails when a
+## stored notebook is older than its code. One notebook:
+##   make lectures NOTEBOOKS=lectures/01_convolution.ipynb SOLUTION_NOTEBOOKS=
+## (LECTURES_SETUP= skips the environment check, for an environment made some other way.)
+NOTEBOOKS ?= $(wildcard lectures/*.ipynb lectures/answers/*.ipynb)
+SOLUTION_NOTEBOOKS ?= $(wildcard solutions/*/*.ipynb)
+LECTURES_SETUP ?= setup
+lectures: $(LECTURES_SETUP)
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m course_tools.execute $(NOTEBOOKS)
+	$(if $(strip $(SOLUTION_NOTEBOOKS)),OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m course_tools.execute --no-stamp $(SOLUTION_NOTEBOOKS))
 
 ## regenerate the committed student release in assignments/ from solutions/
 release: setup

@@ -23,7 +23,10 @@ Two more things this does differently from ``jupyter nbconvert --execute --inpla
   it was told not to keep). We execute with the state kept, then drop it and the widget views
   that point at it: sliders need a live kernel anyway, and a stored view without its state shows
   "Error displaying widget: model not found" in JupyterLab;
-* no per-cell timestamps (``record_timing=False``), so re-running changes only real outputs.
+* no per-cell timestamps (``record_timing=False``), so re-running changes only real outputs;
+* the notebook's ``kernelspec`` is rewritten from the kernel that ran it (``scripts/setup_env.sh``
+  registers it as "Python 3 (ipykernel)"): a stored display name that differs from the installed
+  kernel's makes JupyterLab open every notebook as modified.
 """
 
 from __future__ import annotations
@@ -155,6 +158,12 @@ def execute_notebook(
     client.execute()
     seconds = time.perf_counter() - start
     nb.cells.remove(probe)
+    spec = client.km.kernel_spec
+    nb.metadata.kernelspec = {
+        "display_name": spec.display_name,
+        "language": spec.language,
+        "name": client.kernel_name,
+    }
     printed = "".join(out.get("text", "") for out in probe.outputs if out.output_type == "stream")
     report = json.loads(printed)
     if stamp:

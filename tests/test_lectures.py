@@ -72,6 +72,24 @@ def test_executed_top_to_bottom_in_one_run(path):
     )
 
 
+# scripts/setup_env.sh registers the course's kernel under this name.
+KERNEL_DISPLAY_NAME = "Python 3 (ipykernel)"
+NOTEBOOKS = [*LECTURES, *sorted(REPO.glob("solutions/*/*.ipynb"))]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebooks_name_the_kernel_the_setup_installs(path):
+    """A stored kernel display name that differs from the installed kernel's makes JupyterLab
+    open the notebook as modified."""
+    spec = nbformat.read(str(path), as_version=4).metadata.get("kernelspec", {})
+    assert spec.get("name") == "python3", spec
+    assert spec.get("display_name") == KERNEL_DISPLAY_NAME, (
+        f"{path.relative_to(REPO).as_posix()}: kernel display name {spec.get('display_name')!r}, "
+        f"expected {KERNEL_DISPLAY_NAME!r} (scripts/setup_env.sh)"
+    )
+    assert f'--display-name "{KERNEL_DISPLAY_NAME}"' in (REPO / "scripts/setup_env.sh").read_text()
+
+
 def _module_tree(root: Path) -> Path:
     package = root / "course_lib"
     package.mkdir(parents=True)
@@ -174,6 +192,8 @@ def test_make_lectures_runs_an_interact_cell_and_stamps_only_lectures(tmp_path):
     outputs = json.dumps([cell.outputs for cell in executed.cells])
     assert execute.WIDGET_VIEW not in outputs and "KeyError" not in outputs
     assert execute.stale_reasons(executed) == []
+    # The kernelspec is rewritten from the kernel that ran it (the stored "Python 3" is not).
+    assert executed.metadata.kernelspec.display_name == KERNEL_DISPLAY_NAME
     stamped = set(execute.stored_stamp(executed)["modules"])
     assert {"course_lib/__init__.py", "course_lib/conv.py"} <= stamped, stamped
     assert "course_lib/plot.py" not in stamped  # only what the kernel imported

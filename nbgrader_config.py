@@ -15,23 +15,14 @@ import nbgrader
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
-    ClearOutput,
-    DeduplicateIds,
     IgnorePattern,
     LimitOutput,
-    OverwriteCells,
-    OverwriteKernelspec,
     SaveAutoGrades,
 )
 
 import course_tools
 from course_tools.grading.execute import GradingExecute
-from course_tools.grading.preprocessors import (
-    CheckSubmissionPolicy,
-    LimitCellSources,
-    RepairDuplicateCells,
-    ReportGrading,
-)
+from course_tools.grading.preprocessors import ReportGrading
 
 c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
 
@@ -51,21 +42,32 @@ c.ClearSolutions.code_stub = {
     )
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+# The grading rubric of a written answer sits in the locked question cell above it, between
+# `=== BEGIN MARK SCHEME ===` and `=== END MARK SCHEME ===`: cut from the release (and from the
+# feedback below), restored for the grader in the autograded notebook the formgrader shows.
+# nbgrader would only allow mark schemes in "task" cells; a locked cell with a grade_id is
+# restored just as well (tests/test_release.py checks every rubric sits in one).
+c.ClearMarkScheme.enforce_metadata = False
 
 # --- autograding: untrusted code, run in a sandbox (README: "Grading safely") ----------------
 # nbgrader's own steps plus the course's: huge cells cut, pasted test-cell copies repaired, the
 # static submission policy checked before anything runs; then every kernel runs in a bubblewrap
 # sandbox (GradingExecute -> SandboxedKernelManager) and the grading notes are shown in the
-# graded notebook (and the points of a policy violation held for review).
+# graded notebook (and the points of a policy violation held for review). RestoreHiddenRegions
+# before OverwriteCells: an untouched released test cell gets its hidden tests back silently, so
+# "checksum has changed" means real tampering (course_tools/hidden_regions.py; nbgrader#1961).
+# The sanitize steps are named by import path (the formgrader shows its configuration as JSON,
+# which class objects are not).
 c.Autograde.sanitize_preprocessors = [
-    ClearOutput,
-    LimitCellSources,
-    RepairDuplicateCells,
-    DeduplicateIds,
-    OverwriteKernelspec,
-    OverwriteCells,
-    CheckCellMetadata,
-    CheckSubmissionPolicy,
+    "nbgrader.preprocessors.ClearOutput",
+    "course_tools.grading.preprocessors.LimitCellSources",
+    "course_tools.grading.preprocessors.RepairDuplicateCells",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "course_tools.hidden_regions.RestoreHiddenRegions",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "course_tools.grading.preprocessors.CheckSubmissionPolicy",
 ]
 c.Autograde.autograde_preprocessors = [
     GradingExecute,
@@ -114,8 +116,11 @@ c.ExportApp.plugin_class = "course_tools.grading.export.CourseCsvExportPlugin"
 # course_tools.policy checks every student code cell before grading runs it (threat model and
 # rules: docs/grading-policy.md; defaults: course_tools/policy/config.py). numpy computes a
 # convolution outside PyTorch's dispatcher, where the hidden tests' operator checks cannot see it.
+# Problem set 5's locked data cell drops the 1,000 held-out digits; loading the set again would let
+# a student train on the digits that grade them.
 c.SubmissionPolicy.assignment_denied_names = {
     "ps1_convolution": ["numpy.convolve", "numpy.correlate"],
+    "ps5_train_cnn": ["course_lib.data.load_mnist_5k"],
 }
 
 # --- feedback ------------------------------------------------------------------------------
@@ -129,6 +134,7 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "course_tools.feedback.HideHiddenTestTracebacks",
     "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
     "course_tools.feedback.RedactSecrets",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

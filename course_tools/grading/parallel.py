@@ -217,7 +217,7 @@ def grade_assignment(
     seconds and failures in the `runner.GradingRun` and print the summary table.
     """
     from course_tools.grading.database import gradebook_url, prepare_for_workers
-    from course_tools.grading.gradebook import backup_gradebook, register
+    from course_tools.grading.gradebook import backup_gradebook, gradebook, register
     from course_tools.grading.runner import GradingRun, is_graded, submitted_students
 
     log = log or tqdm.write
@@ -235,11 +235,12 @@ def grade_assignment(
         if done:
             log(f"gradebook prepared for {workers} concurrent workers: {done}")
     pending = []
-    for student in students:
-        if is_graded(course_dir, assignment, student):
-            log(f"autograde {assignment} of {student}: already graded, skipped")
-        else:
-            pending.append(student)
+    with gradebook(course_dir) as gb:  # one session for the whole class
+        for student in students:
+            if is_graded(course_dir, assignment, student, gb):
+                log(f"autograde {assignment} of {student}: already graded, skipped")
+            else:
+                pending.append(student)
     start = time.perf_counter()
     results = grade(pending)
     wall = time.perf_counter() - start

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,16 +57,16 @@ def _notebook_executed(path: Path) -> bool:
     return bool(metadata.get(METADATA_KEY, {}).get("executed"))
 
 
-def is_graded(course_dir: Path, assignment: str, student: str) -> bool:
+def is_graded(course_dir: Path, assignment: str, student: str, gb=None) -> bool:
     """Whether the submission was autograded to the end: every submitted notebook executed and
     stamped in ``autograded/`` (and not handed in again since), and every test of it scored in
-    the gradebook."""
+    the gradebook. ``gb``: an open Gradebook to reuse when checking many submissions."""
     from nbgrader.api import MissingEntry
 
     course_dir = Path(course_dir)
     submitted = course_dir / "submitted" / student / assignment
     graded = course_dir / "autograded" / student / assignment
-    with gradebook(course_dir) as gb:
+    with gradebook(course_dir) if gb is None else nullcontext(gb) as gb:
         try:
             submission = gb.find_submission(assignment, student)
         except MissingEntry:

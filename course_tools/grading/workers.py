@@ -145,18 +145,24 @@ class KernelPool:
         self.handed_out += 1
         return km
 
-    def discard(self) -> None:
+    def discard(self, now: bool = False) -> None:
         """Kill the waiting kernel (unused)."""
         km, self._km = self._km, None
         if km is not None:
-            _kill(km)
+            _kill(km, now=now or self._thread != threading.get_ident())
 
     def close(self) -> None:
-        self.discard()
+        self.discard(now=True)
         shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-def _kill(km) -> None:
+def _kill(km, *, now: bool = False) -> None:
+    """Shut a kernel down; ``now``: just kill its sandbox (at exit, or from another thread,
+    where the kernel's event-loop objects cannot be awaited)."""
+    kill_sandbox = getattr(km, "kill_sandbox", None)
+    if now and kill_sandbox is not None:
+        kill_sandbox()
+        return
     try:
         if km.has_kernel:
             run_sync(km.shutdown_kernel)(now=True)

@@ -4,6 +4,7 @@
     python -m course_tools.grading examples             # only examples/submissions/
     python -m course_tools.grading autograde <ps>       # grade the collected submissions of <ps>
     python -m course_tools.grading demo                 # grade the examples in demo_course/
+    python -m course_tools.grading export               # grades-<format>.csv for the class
 
 One module per concern:
 
@@ -14,6 +15,16 @@ One module per concern:
     export     grades.csv, feedback pages, plain-text tables
     demo       the demo course
     cli        the command line
+
+Grading at scale (README: "Grading at scale"):
+
+    workers      the long-lived worker: nbgrader's Autograde in-process, kernels started ahead
+    parallel     many submissions at once in worker processes (``autograde <ps> --jobs N``)
+    distributed  the same workers on a Dask cluster (``autograde <ps> --scheduler ADDRESS``)
+    database     where the gradebook lives (SQLite or a server), copies, concurrent writers
+    postgres     a PostgreSQL gradebook: URLs, creating the database, a throwaway server
+    bulk_export  grades out fast: per assignment, per problem, Canvas, Moodle (``export``)
+    synthetic    synthetic classes and gradebooks for the tests and benchmarks
 
 Scores are read back from the gradebook (never from exit codes: `nbgrader validate` exits 0 even
 when tests fail). Nothing here deletes student work or grades.

@@ -232,6 +232,8 @@ if hasattr(torch, "leaked_by_a") or hasattr(builtins, "leaked_by_a"):
     found.append("attribute set on a module")
 if "LEAKED_BY_A" in os.environ:
     found.append("environment variable")
+if os.environ.get("NBGRADER_EXECUTION") != "autograde":
+    found.append("not started as nbgrader's autograde step (NBGRADER_EXECUTION)")
 if any(t.name == "leaker" for t in threading.enumerate()):
     found.append("thread")
 for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
@@ -305,6 +307,9 @@ def test_no_state_carries_from_one_student_to_the_next_on_one_worker(tmp_path):
         assert scores[(student, "tiny")].auto_score == 3
         assert not scores[(student, "tiny")].flagged
     assert scores[("a-leaker", "tiny")].flagged, "the policy still holds the leaker's points"
+    assert "FRESH: nothing left" in _outputs(_autograded(course, "a-leaker")), (
+        "the worker's first kernel, started before any notebook, is nbgrader's autograde kernel"
+    )
     assert not _host_processes_with("leak-marker"), "a detached process outlived grading"
 
 

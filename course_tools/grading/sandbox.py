@@ -52,6 +52,8 @@ from traitlets import Bool, Integer, List, Unicode
 GiB = 1024**3
 MiB = 1024**2
 SANDBOX_HOME = "/home/student"
+CGROUP_PREFIX = "course-sandbox-"
+STALE_CGROUP_SECONDS = 3600  # a grader killed with SIGKILL leaves its (empty) cgroups behind
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # The environment a kernel gets: nothing else of the grader's environment (tokens, paths) leaks.
 PASSED_ENV = ("LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NBGRADER_EXECUTION")
@@ -272,7 +274,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             parent = _own_cgroup(controller)
             if parent is None or not os.access(parent, os.W_OK):
                 continue
-            group = parent / f"course-sandbox-{uuid.uuid4().hex[:12]}"
+            remove_stale_cgroups(parent)
+            group = parent / f"{CGROUP_PREFIX}{uuid.uuid4().hex[:12]}"
             try:
                 group.mkdir()
                 for name, value in settings.items():
@@ -438,6 +441,19 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.runtime_dir is not None:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
             self.runtime_dir = None
+
+
+def remove_stale_cgroups(parent: Path) -> None:
+    """Remove empty kernel cgroups older than an hour that a killed grader left in ``parent``.
+
+    Only empty ones: ``rmdir`` fails on a cgroup that still has processes (another grader's).
+    """
+    for group in parent.glob(f"{CGROUP_PREFIX}*"):
+        try:
+            if time.time() - group.stat().st_mtime > STALE_CGROUP_SECONDS:
+                group.rmdir()
+        except OSError:
+            pass
 
 
 def remove_cgroup(group: Path, attempts: int = 50) -> bool:

@@ -20,6 +20,7 @@ from course_tools.grading.course import (
     EXAMPLES_DIR,
     RELEASE_DIR,
     REPO_ROOT,
+    GradingError,
     venv_bin_on_path,
 )
 
@@ -76,14 +77,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not students:
             print(f"error: nothing collected in {course}/submitted/<student>/{args.assignment}/")
             return 2
-        run = autograde_assignment(course, args.assignment, students)
+        try:
+            run = autograde_assignment(course, args.assignment, students)
+        except GradingError as error:
+            print(f"error: {error}")
+            return 2
         if run.failures:
             print(f"FAILED: {', '.join(run.failures)} (see the messages above)")
             return 1
     else:
         from course_tools.grading.demo import demo
 
-        run = demo()
+        try:
+            run = demo()
+        except GradingError as error:
+            print(f"error: {error}")
+            return 2
         return 1 if run.failures else 0
     return 0
 

@@ -146,6 +146,27 @@ def readonly_paths(extra: list[str] = ()) -> list[Path]:
     return unique
 
 
+def sandbox_problem(config=None) -> str | None:
+    """Why grading with this configuration would refuse to start a kernel, or None.
+
+    None also when the sandbox is missing but ``allow_unsandboxed`` is set.
+    """
+    manager = SandboxedKernelManager(config=config)
+    reason = probe_bwrap(manager.bwrap, manager.kernel_uid)
+    if reason is None or manager.allow_unsandboxed:
+        return None
+    return refusal(reason)
+
+
+def refusal(reason: str) -> str:
+    return (
+        f"cannot create the grading sandbox: {reason}.\nGrading refuses to run student code "
+        "without it. Install bubblewrap on Linux (Debian/Ubuntu: `apt-get install bubblewrap`), "
+        "or, only for submissions you trust, set "
+        "`c.SandboxedKernelManager.allow_unsandboxed = True` in nbgrader_config.py."
+    )
+
+
 class SandboxedKernelManager(AsyncKernelManager):
     """Start each grading kernel inside a bubblewrap sandbox with resource limits.
 
@@ -361,12 +382,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         root = os.geteuid() == 0
         reason = probe_bwrap(self.bwrap, self.kernel_uid)
         if reason is not None and not self.allow_unsandboxed:
-            raise SandboxUnavailable(
-                f"cannot create the grading sandbox: {reason}.\nGrading refuses to run student "
-                "code without it. Install bubblewrap on Linux (Debian/Ubuntu: `apt-get install "
-                "bubblewrap`), or, only for submissions you trust, set "
-                "`c.SandboxedKernelManager.allow_unsandboxed = True` in nbgrader_config.py."
-            )
+            raise SandboxUnavailable(refusal(reason))
         self.sandboxed = reason is None
         self.runtime_dir = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
         self.connection_file = str(self.runtime_dir / "kernel.json")

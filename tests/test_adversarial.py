@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from grading_helpers import tiny_course
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from course_tools import grading
@@ -744,34 +745,8 @@ def test_held_submissions_are_shown_to_instructor_and_student(outcome):
 # --- killed runs and missing sandboxes (a one-cell course) ------------------------------------
 
 
-def _cell_meta(grade_id, **flags):
-    meta = {"grade": False, "solution": False, "locked": False, "task": False}
-    meta.update(flags, grade_id=grade_id, schema_version=3)
-    return {"nbgrader": meta}
-
-
 def _tiny_course(course_dir: Path, solution: str) -> Path:
-    from nbformat.v4 import new_notebook
-
-    course = grading.new_course(course_dir, assignments=[])
-    source = new_notebook(
-        cells=[
-            new_code_cell(
-                "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
-                metadata=_cell_meta("add", solution=True),
-            ),
-            new_code_cell(
-                "assert add(1, 2) == 3", metadata=_cell_meta("test_add", grade=True, points=2)
-            ),
-        ]
-    )
-    source.metadata["kernelspec"] = {"name": "python3", "display_name": "P", "language": "python"}
-    nbtools.write_notebook(source, grading.source_notebook(course, "tiny"))
-    grading.generate_release(course, ["tiny"])
-    release = nbtools.read_notebook(grading.release_notebook(course, "tiny"))
-    release.cells[0].source = solution
-    nbtools.write_notebook(release, course / "submitted" / "ann" / "tiny" / "tiny.ipynb")
-    return course
+    return tiny_course(course_dir, solution, student="ann")
 
 
 def test_killed_run_resumes(tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from grading_helpers import cell_meta, tiny_course
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course_tools import grading
@@ -75,12 +76,6 @@ def html_text(path: Path) -> str:
 # --- fast unit tests of the notebook helpers -------------------------------------------------
 
 
-def _cell_meta(grade_id, **flags):
-    meta = {"grade": False, "solution": False, "locked": False, "task": False}
-    meta.update(flags, grade_id=grade_id, schema_version=3)
-    return {"nbgrader": meta}
-
-
 def test_split_regions_and_secret_lines():
     source = (
         "x = 1\n### BEGIN HIDDEN TESTS\nassert secret_function(3) == 9\n### END HIDDEN TESTS\ny = 2"
@@ -101,13 +96,13 @@ def test_complete_and_partial_submissions_from_release_and_source():
         cells=[
             new_code_cell(
                 "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
-                metadata=_cell_meta("f", solution=True),
+                metadata=cell_meta("f", solution=True),
             ),
             new_markdown_cell(
-                "Because it doubles.", metadata=_cell_meta("why", grade=True, solution=True)
+                "Because it doubles.", metadata=cell_meta("why", grade=True, solution=True)
             ),
             new_code_cell(
-                "assert f(2) == 4", metadata=_cell_meta("test_f", grade=True, locked=True)
+                "assert f(2) == 4", metadata=cell_meta("test_f", grade=True, locked=True)
             ),
         ]
     )
@@ -115,13 +110,13 @@ def test_complete_and_partial_submissions_from_release_and_source():
         cells=[
             new_code_cell(
                 "def f(x):\n    raise NotImplementedError()",
-                metadata=_cell_meta("f", solution=True),
+                metadata=cell_meta("f", solution=True),
             ),
             new_markdown_cell(
-                "YOUR ANSWER HERE", metadata=_cell_meta("why", grade=True, solution=True)
+                "YOUR ANSWER HERE", metadata=cell_meta("why", grade=True, solution=True)
             ),
             new_code_cell(
-                "assert f(2) == 4", metadata=_cell_meta("test_f", grade=True, locked=True)
+                "assert f(2) == 4", metadata=cell_meta("test_f", grade=True, locked=True)
             ),
         ]
     )
@@ -178,32 +173,8 @@ def add(a, b):
 
 
 def _tiny_course(course_dir: Path) -> Path:
-    """A course with one assignment `tiny` whose test cell calls a student's `add`."""
-    course = grading.new_course(course_dir, assignments=[])
-    source = new_notebook(
-        cells=[
-            new_code_cell(
-                "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
-                metadata=_cell_meta("add", solution=True),
-            ),
-            new_code_cell(
-                "assert add(1, 2) == 3\n"
-                "### BEGIN HIDDEN TESTS\nassert add(-4, 4) == 0\n### END HIDDEN TESTS",
-                metadata=_cell_meta("test_add", grade=True, locked=True, points=2),
-            ),
-        ]
-    )
-    source.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbtools.write_notebook(source, grading.source_notebook(course, "tiny"))
-    grading.generate_release(course, ["tiny"])
-    release = nbtools.read_notebook(grading.release_notebook(course, "tiny"))
-    release.cells[0].source = NOISY_SOLUTION
-    nbtools.write_notebook(release, course / "submitted" / "noisy" / "tiny" / "tiny.ipynb")
-    return course
+    """A course with one assignment `tiny` whose test cell calls a student's noisy `add`."""
+    return tiny_course(course_dir, NOISY_SOLUTION, student="noisy")
 
 
 @pytest.mark.slow

@@ -189,7 +189,8 @@ def test_stderr_in_a_test_cell_does_not_cost_points(tmp_path):
     grading.autograde(bare, "tiny", extra_args=["--IgnorePattern.enabled=False"])
     assert grading.read_scores(bare)[("noisy", "tiny")].auto_score == 0.0
     graded = nbformat.read(bare / "autograded" / "noisy" / "tiny" / "tiny.ipynb", 4)
-    streams = [o.get("name") for o in graded.cells[1].outputs if o.output_type == "stream"]
+    test_cell = nbtools.cells_by_grade_id(graded)["test_add"]
+    streams = [o.get("name") for o in test_cell.outputs if o.output_type == "stream"]
     assert "stderr" in streams, "the test cell should have written to stderr"
 
     # Grading again never regrades over existing grades nor touches the submission.

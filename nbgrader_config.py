@@ -9,29 +9,11 @@
 example submissions in a scratch copy of the course (demo_course/).
 """
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (
-    AssignLatePenalties,
-    CheckCellMetadata,
-    ClearHiddenTests,
-    ClearOutput,
-    DeduplicateIds,
-    GetGrades,
-    IgnorePattern,
-    LimitOutput,
-    OverwriteCells,
-    OverwriteKernelspec,
-    SaveAutoGrades,
-)
+from pathlib import Path
 
-from course_tools.feedback import HideHiddenTestTracebacks, RedactSecrets
-from course_tools.grading.execute import GradingExecute
-from course_tools.grading.preprocessors import (
-    CheckSubmissionPolicy,
-    LimitCellSources,
-    RepairDuplicateCells,
-    ReportGrading,
-)
+import nbgrader
+
+import course_tools
 
 c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
 
@@ -51,30 +33,41 @@ c.ClearSolutions.code_stub = {
     )
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+# The grading rubric of a written answer sits in the locked question cell above it, between
+# `=== BEGIN MARK SCHEME ===` and `=== END MARK SCHEME ===`: cut from the release (and from the
+# feedback below), restored for the grader in the autograded notebook the formgrader shows.
+# nbgrader would only allow mark schemes in "task" cells; a locked cell with a grade_id is
+# restored just as well (tests/test_release.py checks every rubric sits in one).
+c.ClearMarkScheme.enforce_metadata = False
 
 # --- autograding: untrusted code, run in a sandbox (README: "Grading safely") ----------------
-# nbgrader's own steps plus the course's: huge cells cut, pasted test-cell copies repaired, the
-# static submission policy checked before anything runs; then every kernel runs in a bubblewrap
-# sandbox (GradingExecute -> SandboxedKernelManager) and the grading notes are shown in the
-# graded notebook (and the points of a policy violation held for review).
+# nbgrader's steps plus the course's. Before anything runs: huge cells cut, pasted copies of test
+# cells repaired, RestoreHiddenRegions before OverwriteCells (an untouched released test cell gets
+# its hidden tests back silently, so "checksum has changed" means real tampering;
+# course_tools/hidden_regions.py, nbgrader#1961), and the static submission policy checked. Then
+# every kernel runs in a bubblewrap sandbox (GradingExecute -> SandboxedKernelManager), and the
+# grading notes go into the graded notebook (the points of a policy violation held for review).
+# Preprocessors are named by import path: the formgrader shows its configuration as JSON, which
+# class objects are not.
 c.Autograde.sanitize_preprocessors = [
-    ClearOutput,
-    LimitCellSources,
-    RepairDuplicateCells,
-    DeduplicateIds,
-    OverwriteKernelspec,
-    OverwriteCells,
-    CheckCellMetadata,
-    CheckSubmissionPolicy,
+    "nbgrader.preprocessors.ClearOutput",
+    "course_tools.grading.preprocessors.LimitCellSources",
+    "course_tools.grading.preprocessors.RepairDuplicateCells",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "course_tools.hidden_regions.RestoreHiddenRegions",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "course_tools.grading.preprocessors.CheckSubmissionPolicy",
 ]
 c.Autograde.autograde_preprocessors = [
-    GradingExecute,
-    IgnorePattern,
-    LimitOutput,
-    SaveAutoGrades,
-    AssignLatePenalties,
-    ReportGrading,
-    CheckCellMetadata,
+    "course_tools.grading.execute.GradingExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "course_tools.grading.preprocessors.ReportGrading",
+    "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # A test cell the student deleted is put back (and run), rather than silently missing.
 c.OverwriteCells.add_missing_cells = True
@@ -105,6 +98,17 @@ c.Execute.timeout = 120
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?s).*"
 
+# --- submission policy ---------------------------------------------------------------------
+# course_tools.policy checks every student code cell before grading runs it (threat model and
+# rules: docs/grading-policy.md; defaults: course_tools/policy/config.py). numpy computes a
+# convolution outside PyTorch's dispatcher, where the hidden tests' operator checks cannot see it.
+# Problem set 5's locked data cell drops the 1,000 held-out digits; loading the set again would let
+# a student train on the digits that grade them.
+c.SubmissionPolicy.assignment_denied_names = {
+    "ps1_convolution": ["numpy.convolve", "numpy.correlate"],
+    "ps5_train_cnn": ["course_lib.data.load_mnist_5k"],
+}
+
 # --- grade export --------------------------------------------------------------------------
 # nbgrader's CSV columns plus status, held_score and review_note (points held for review are
 # not counted in raw_score until a person confirms them; an unfinished autograde is not a 0).
@@ -114,11 +118,25 @@ c.ExportApp.plugin_class = "course_tools.grading.export.CourseCsvExportPlugin"
 # The autograded notebook holds the full test cells (nbgrader restores them from the source),
 # so the default feedback HTML would reveal the hidden tests. Strip their source, and cut the
 # tracebacks of test cells down to the error message: IPython prints the lines around the
-# failing line, which may be hidden asserts.
+# failing line, which may be hidden asserts. Whatever the student printed, RedactSecrets replaces
+# each output line that holds a hidden-test or reference-solution line.
+# Named by import path, not as classes: the formgrader shows its configuration as JSON and logs
+# "Formgrader config is not serializable" for class objects.
 c.GenerateFeedback.preprocessors = [
-    GetGrades,
-    HideHiddenTestTracebacks,
-    ClearHiddenTests,
-    RedactSecrets,
-    CSSHTMLHeaderPreprocessor,
+    "nbgrader.preprocessors.GetGrades",
+    "course_tools.feedback.HideHiddenTestTracebacks",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+    "course_tools.feedback.RedactSecrets",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+
+# --- formulas offline ----------------------------------------------------------------------
+# Feedback HTML and formgrader pages load MathJax from the Jupyter server (jupyter_server_mathjax)
+# instead of a CDN: course_tools/templates/base/mathjax.html.j2 replaces nbconvert's macro. It must
+# come before nbgrader's own templates, which are listed again here because setting this option
+# replaces nbgrader's default.
+c.HTMLExporter.extra_template_basedirs = [
+    str(Path(course_tools.__file__).parent / "templates"),
+    str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates"),
 ]

@@ -3,4 +3,5 @@
 grading    (package) the student release, the example submissions, autograding, feedback and
            grade export: `python -m course_tools.grading {release,examples,autograde,demo}`
 feedback   the nbgrader preprocessor that keeps hidden tests out of the feedback HTML
+execute    re-execute notebooks in place and stamp them with the code they ran (`make lectures`)
 """

@@ -1,6 +1,6 @@
 """Adversarial suite: each attack of issue #7 (and a few more) graded by the course's own command.
 
-One temporary course with ps1_convolution gets one submission per attack, built from the
+One temporary course with ps1_convolution (35 points) gets one submission per attack, built from the
 release notebook (blank) or the complete example, plus control students; a single run of
 ``python -m course_tools.grading autograde ps1_convolution`` grades them all (in the sandbox,
 with the course's nbgrader_config.py, tighter time and memory limits appended so the suite
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.slow
 
 REPO = grading.REPO_ROOT
 ASSIGNMENT = "ps1_convolution"
-FULL = 25.0
+FULL = 35.0  # ps1_convolution's test points
 MARKER = "course-attack-marker"
 # Tighter than the course's defaults, so that the availability attacks end quickly, yet loose
 # enough for an honest ps1 on a busy 2-core machine. (The notebook time budget has its own test.)
@@ -285,8 +285,8 @@ ATTACKS = [
         "F.conv2d from a dict of an earlier cell, torch._C._nn.im2col, "
         "getattr(torch.ops.aten, 'convol' + 'ution')",
         replace=OPERATORS,
-        deserved=8.0,
-        max_auto=8.0,
+        deserved=FULL - 17.0,  # their tests: loops 3 + 4, im2col 5, conv2d_im2col 5
+        max_auto=FULL - 17.0,
     ),
     Attack(
         "memory",
@@ -367,7 +367,7 @@ ATTACKS = [
     ),
 ]
 CONTROLS = {  # student -> (example it copies, exact autograded points)
-    "aa-control-partial": ("example-partial", 16.0),
+    "aa-control-partial": ("example-partial", 20.0),
     "zz-control-complete": ("example-complete", FULL),
     "zz-control-blank": ("example-blank", 0.0),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from pathlib import Path
 
 from nbformat.v4 import new_code_cell, new_notebook
@@ -45,3 +46,29 @@ def tiny_course(course_dir: Path, solution: str, student: str) -> Path:
     release.cells[0].source = solution
     nbtools.write_notebook(release, course / "submitted" / student / "tiny" / "tiny.ipynb")
     return course
+
+
+class _TextOnly(HTMLParser):
+    """The visible text of an HTML page (syntax highlighting splits code into many tags)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("style", "script")
+
+    def handle_endtag(self, tag):
+        self._skip -= tag in ("style", "script")
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_text(path: Path) -> str:
+    """The visible text of an HTML file (e.g. a feedback page)."""
+    parser = _TextOnly()
+    parser.feed(path.read_text())
+    return "".join(parser.parts)

@@ -14,12 +14,11 @@ import hashlib
 import json
 import stat
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
 import pytest
-from grading_helpers import cell_meta, tiny_course
+from grading_helpers import cell_meta, html_text, tiny_course
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course_tools import grading
@@ -46,31 +45,6 @@ def _manual_cells(assignment: str) -> dict[str, float]:
         for c in source.cells
         if c.cell_type == "markdown" and nbtools.nbgrader_meta(c).get("grade", False)
     }
-
-
-class _TextOnly(HTMLParser):
-    """The visible text of an HTML page (syntax highlighting splits code into many tags)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag, attrs):
-        self._skip += tag in ("style", "script")
-
-    def handle_endtag(self, tag):
-        self._skip -= tag in ("style", "script")
-
-    def handle_data(self, data):
-        if not self._skip:
-            self.parts.append(data)
-
-
-def html_text(path: Path) -> str:
-    parser = _TextOnly()
-    parser.feed(path.read_text())
-    return "".join(parser.parts)
 
 
 # --- fast unit tests of the notebook helpers -------------------------------------------------

@@ -19,13 +19,15 @@ so the gradient noise falls like 1 / B while the cost of a step grows like B.
 
     schedules      learning_rates, step_decay, cosine_annealing, linear_warmup, one_cycle,
                    warmup_cosine
+    training       ScheduledRun, train_with_schedule (the scheduler steps after every batch)
     batch size     flat_gradient, per_sample_gradients, expected_gradient_noise, gradient_noise
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -35,6 +37,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, S
 from course_lib._validate import check_int, check_tensor
 
 __all__ = [
+    "ScheduledRun",
     "cosine_annealing",
     "expected_gradient_noise",
     "flat_gradient",
@@ -44,6 +47,7 @@ __all__ = [
     "one_cycle",
     "per_sample_gradients",
     "step_decay",
+    "train_with_schedule",
     "warmup_cosine",
 ]
 
@@ -137,6 +141,71 @@ def warmup_cosine(
     warmup = LinearLR(optimizer, start_factor=start_factor, total_iters=warmup_steps)
     cosine = CosineAnnealingLR(optimizer, T_max=total_steps - warmup_steps, eta_min=min_lr)
     return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
+
+
+# ----------------------------------------------------------------------------------------------
+# training with a per-step schedule
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScheduledRun:
+    """What :func:`train_with_schedule` records.
+
+    Per step (one batch): ``lrs`` (the rate the step used) and ``losses`` (the batch's training
+    loss). Per epoch: ``val_loss`` and ``val_acc``. ``steps_per_epoch``: batches in one epoch.
+    """
+
+    steps_per_epoch: int
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+
+    def epoch_losses(self) -> list[float]:
+        """Mean training loss of each epoch (the per-step losses averaged epoch by epoch)."""
+        k = self.steps_per_epoch
+        return [sum(self.losses[i : i + k]) / len(self.losses[i : i + k]) for i in range(0, len(self.losses), k)]
+
+
+def train_with_schedule(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    optimizer: Optimizer,
+    epochs: int,
+    scheduler: LRScheduler | None = None,
+    device: torch.device | str | None = None,
+) -> ScheduledRun:
+    """Train with cross-entropy for ``epochs`` epochs, stepping ``scheduler`` after *every batch*.
+
+    ``course_lib.train.fit`` steps a scheduler once per epoch; warm-up and one-cycle schedules
+    are defined in steps, so this loop calls ``optimizer.step()`` then ``scheduler.step()`` per
+    batch. The model is evaluated on ``val_loader`` (``course_lib.train.evaluate``) after each
+    epoch. ``device`` None: where the model's parameters are.
+    """
+    from course_lib.train import evaluate
+
+    check_int(epochs, "epochs", 1)
+    if device is None:
+        device = next(model.parameters()).device
+    run = ScheduledRun(steps_per_epoch=len(train_loader))
+    for _ in range(epochs):
+        model.train()
+        for inputs, targets in train_loader:
+            inputs, targets = inputs.to(device), targets.to(device)
+            run.lrs.append(float(optimizer.param_groups[0]["lr"]))
+            loss = nn.functional.cross_entropy(model(inputs), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            run.losses.append(loss.item())
+        val_loss, val_acc = evaluate(model, val_loader, nn.functional.cross_entropy, device)
+        run.val_loss.append(val_loss)
+        run.val_acc.append(val_acc)
+    return run
 
 
 # ----------------------------------------------------------------------------------------------

@@ -176,22 +176,33 @@ _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "linear": nn.Identity}
 
 
 def plain_conv_net(
-    depth: int, channels: int = 32, activation: str = "relu", in_channels: int = 3
+    depth: int,
+    channels: int = 32,
+    activation: str = "relu",
+    in_channels: int = 3,
+    padding_mode: str = "zeros",
 ) -> nn.Sequential:
     """``depth`` blocks of 3x3 convolution (same padding) + activation, nothing else.
 
     No batch norm, no skip connections, no pooling: the network in which the initialisation
     alone decides whether signals survive. Block ``l`` is ``model[2 l]`` (conv) and
     ``model[2 l + 1]`` (activation: ``"relu"``, ``"tanh"`` or ``"linear"``). Input
-    ``(N, in_channels, H, W)``, output ``(N, channels, H, W)``.
+    ``(N, in_channels, H, W)``, output ``(N, channels, H, W)``. ``padding_mode="circular"``
+    wraps the image around, so that every unit has all ``n_in`` inputs as the variance argument
+    assumes (zero padding gives border units fewer, which shrinks the signal a little more).
     """
     check_int(depth, "depth", 1)
     check_int(channels, "channels", 1)
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}; got {activation!r}")
+    if padding_mode not in ("zeros", "circular", "reflect", "replicate"):
+        raise ValueError(
+            f"padding_mode must be 'zeros', 'circular', 'reflect' or 'replicate'; got {padding_mode!r}"
+        )
     layers: list[nn.Module] = []
     for index in range(depth):
-        layers.append(nn.Conv2d(in_channels if index == 0 else channels, channels, 3, padding=1))
+        width_in = in_channels if index == 0 else channels
+        layers.append(nn.Conv2d(width_in, channels, 3, padding=1, padding_mode=padding_mode))
         layers.append(_ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 

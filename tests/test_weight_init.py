@@ -96,10 +96,8 @@ def test_default_scheme_is_pytorch_reset() -> None:
 def _per_layer_factors(scheme: str, seed: int) -> tuple[float, float]:
     """Geometric-mean variance ratio per layer, forward and backward, layers 2..8 of a ReLU net."""
     torch.manual_seed(seed)
-    model = plain_conv_net(8, channels=96, activation="relu", in_channels=96)
-    for layer in model:
-        if isinstance(layer, nn.Conv2d):
-            layer.padding_mode = "circular"  # no border: zero padding loses a few % per layer
+    # circular padding: no border, where zero padding would lose a few % per layer
+    model = plain_conv_net(8, channels=96, activation="relu", in_channels=96, padding_mode="circular")
     init_model_(model, scheme)
     for layer in model:
         if isinstance(layer, nn.Conv2d):
@@ -156,3 +154,5 @@ def test_bad_input() -> None:
         init_model_(nn.ReLU(), "he")
     with pytest.raises(ValueError, match="activation must be one of"):
         plain_conv_net(3, activation="gelu")
+    with pytest.raises(ValueError, match="padding_mode must be"):
+        plain_conv_net(3, padding_mode="same")

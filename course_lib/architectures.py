@@ -60,7 +60,11 @@ def conv_params(
     in_channels: int, out_channels: int, kernel_size: int, groups: int = 1, bias: bool = True
 ) -> int:
     """``C_out (C_in / groups) K^2 (+ C_out)``: the weights and biases of one ``nn.Conv2d``."""
-    for value, name in ((in_channels, "in_channels"), (out_channels, "out_channels"), (kernel_size, "kernel_size")):
+    for value, name in (
+        (in_channels, "in_channels"),
+        (out_channels, "out_channels"),
+        (kernel_size, "kernel_size"),
+    ):
         check_int(value, name, 1)
     _check_groups(in_channels, out_channels, groups)
     return out_channels * (in_channels // groups) * kernel_size**2 + (out_channels if bias else 0)
@@ -69,7 +73,7 @@ def conv_params(
 def conv_macs(
     in_channels: int, out_channels: int, kernel_size: int, output_size: int, groups: int = 1
 ) -> int:
-    """``H_out W_out C_out (C_in / groups) K^2`` multiply-adds (square ``output_size`` = H_out = W_out)."""
+    """``H_out W_out C_out (C_in / groups) K^2`` multiply-adds (``output_size`` = H_out = W_out)."""
     check_int(output_size, "output_size", 1)
     weights = conv_params(in_channels, out_channels, kernel_size, groups, bias=False)
     return output_size**2 * weights
@@ -98,12 +102,23 @@ class InceptionModule(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, c1: int, c3_reduce: int, c3: int, c5_reduce: int, c5: int, pool_proj: int
+        self,
+        in_channels: int,
+        c1: int,
+        c3_reduce: int,
+        c3: int,
+        c5_reduce: int,
+        c5: int,
+        pool_proj: int,
     ) -> None:
         super().__init__()
         self.branch1 = _conv_relu(in_channels, c1, 1)
-        self.branch3 = nn.Sequential(_conv_relu(in_channels, c3_reduce, 1), _conv_relu(c3_reduce, c3, 3))
-        self.branch5 = nn.Sequential(_conv_relu(in_channels, c5_reduce, 1), _conv_relu(c5_reduce, c5, 5))
+        self.branch3 = nn.Sequential(
+            _conv_relu(in_channels, c3_reduce, 1), _conv_relu(c3_reduce, c3, 3)
+        )
+        self.branch5 = nn.Sequential(
+            _conv_relu(in_channels, c5_reduce, 1), _conv_relu(c5_reduce, c5, 5)
+        )
         self.branch_pool = nn.Sequential(
             nn.MaxPool2d(3, stride=1, padding=1), _conv_relu(in_channels, pool_proj, 1)
         )
@@ -115,7 +130,14 @@ class InceptionModule(nn.Module):
 
 
 def inception_params(
-    in_channels: int, c1: int, c3_reduce: int, c3: int, c5_reduce: int, c5: int, pool_proj: int, bias: bool = True
+    in_channels: int,
+    c1: int,
+    c3_reduce: int,
+    c3: int,
+    c5_reduce: int,
+    c5: int,
+    pool_proj: int,
+    bias: bool = True,
 ) -> int:
     """Parameters of :class:`InceptionModule`: six convolutions (``bias=False``: weights only,
     as the GoogLeNet paper's table counts them)."""
@@ -130,9 +152,16 @@ def inception_params(
 
 
 def inception_macs(
-    in_channels: int, c1: int, c3_reduce: int, c3: int, c5_reduce: int, c5: int, pool_proj: int, size: int
+    in_channels: int,
+    c1: int,
+    c3_reduce: int,
+    c3: int,
+    c5_reduce: int,
+    c5: int,
+    pool_proj: int,
+    size: int,
 ) -> int:
-    """Multiply-adds of :class:`InceptionModule` on a ``size x size`` input (all branches keep the size)."""
+    """Multiply-adds of :class:`InceptionModule` on a ``size x size`` input."""
     weights = inception_params(in_channels, c1, c3_reduce, c3, c5_reduce, c5, pool_proj, bias=False)
     return size**2 * weights
 
@@ -160,7 +189,9 @@ class PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         needs_projection = stride != 1 or in_channels != out_channels
         self.shortcut = (
-            nn.Conv2d(in_channels, out_channels, 1, stride, bias=False) if needs_projection else None
+            nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
+            if needs_projection
+            else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +203,7 @@ class PreActBlock(nn.Module):
 
 
 def preact_block_params(in_channels: int, out_channels: int, stride: int = 1) -> int:
-    """Parameters of :class:`PreActBlock`: two BNs, two bias-free 3x3 convs, maybe a 1x1 projection."""
+    """Parameters of :class:`PreActBlock`: two BNs, two bias-free 3x3 convs, a 1x1 projection?"""
     projection = stride != 1 or in_channels != out_channels
     return (
         2 * in_channels
@@ -218,11 +249,15 @@ class DenseBlock(nn.ModuleDict):
     *adds* channels. Children ``denselayer1 ..`` as in torchvision's ``_DenseBlock``.
     """
 
-    def __init__(self, in_channels: int, growth_rate: int, num_layers: int, bn_size: int = 4) -> None:
+    def __init__(
+        self, in_channels: int, growth_rate: int, num_layers: int, bn_size: int = 4
+    ) -> None:
         check_int(num_layers, "num_layers", 1)
         super().__init__(
             {
-                f"denselayer{i + 1}": DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size)
+                f"denselayer{i + 1}": DenseLayer(
+                    in_channels + i * growth_rate, growth_rate, bn_size
+                )
                 for i in range(num_layers)
             }
         )
@@ -235,7 +270,9 @@ class DenseBlock(nn.ModuleDict):
         return torch.cat(features, dim=1)
 
 
-def dense_block_params(in_channels: int, growth_rate: int, num_layers: int, bn_size: int = 4) -> int:
+def dense_block_params(
+    in_channels: int, growth_rate: int, num_layers: int, bn_size: int = 4
+) -> int:
     """Parameters of :class:`DenseBlock`: per layer ``l`` with ``c = C_in + (l - 1) k`` inputs,
     ``2c + c (bn_size k) + 2 (bn_size k) + (bn_size k) k 9``."""
     total = 0
@@ -262,10 +299,18 @@ class DepthwiseSeparableConv(nn.Module):
     Input ``(N, C_in, H, W)``, output ``(N, C_out, H / stride, W / stride)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, kernel_size: int = 3) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int = 1, kernel_size: int = 3
+    ) -> None:
         super().__init__()
         self.depthwise = nn.Conv2d(
-            in_channels, in_channels, kernel_size, stride, kernel_size // 2, groups=in_channels, bias=False
+            in_channels,
+            in_channels,
+            kernel_size,
+            stride,
+            kernel_size // 2,
+            groups=in_channels,
+            bias=False,
         )
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
@@ -277,13 +322,15 @@ class DepthwiseSeparableConv(nn.Module):
 
 
 def depthwise_separable_params(in_channels: int, out_channels: int, kernel_size: int = 3) -> int:
-    """Parameters of :class:`DepthwiseSeparableConv`: ``C_in K^2 + 2 C_in + C_in C_out + 2 C_out``."""
+    """Parameters of :class:`DepthwiseSeparableConv`: ``C_in K^2 + 2C_in + C_in C_out + 2C_out``."""
     depthwise = conv_params(in_channels, in_channels, kernel_size, groups=in_channels, bias=False)
     pointwise = conv_params(in_channels, out_channels, 1, bias=False)
     return depthwise + 2 * in_channels + pointwise + 2 * out_channels
 
 
-def depthwise_separable_macs(in_channels: int, out_channels: int, output_size: int, kernel_size: int = 3) -> int:
+def depthwise_separable_macs(
+    in_channels: int, out_channels: int, output_size: int, kernel_size: int = 3
+) -> int:
     """Multiply-adds: ``H_out W_out (C_in K^2 + C_in C_out)``."""
     depthwise = conv_macs(in_channels, in_channels, kernel_size, output_size, groups=in_channels)
     return depthwise + conv_macs(in_channels, out_channels, 1, output_size)

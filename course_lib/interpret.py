@@ -62,11 +62,15 @@ def _targets(logits: torch.Tensor, target: torch.Tensor | int | None) -> torch.T
         return torch.full((n,), target, dtype=torch.long, device=logits.device)
     target = torch.as_tensor(target, device=logits.device).long()
     if target.shape != (n,):
-        raise ValueError(f"target must be an int or a tensor of shape ({n},); got {tuple(target.shape)}")
+        raise ValueError(
+            f"target must be an int or a tensor of shape ({n},); got {tuple(target.shape)}"
+        )
     return target
 
 
-def saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None = None) -> torch.Tensor:
+def saliency(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None = None
+) -> torch.Tensor:
     """Vanilla gradient saliency ``max_c |d y_t / d x_c|``: ``(N, C, H, W)`` -> ``(N, H, W)``.
 
     ``y_t`` is the logit of the target class (default: the predicted class) of each image. Put
@@ -80,8 +84,10 @@ def saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | Non
     return grad.abs().amax(dim=1)
 
 
-def _patch_masks(height: int, width: int, patch: int, stride: int, like: torch.Tensor) -> torch.Tensor:
-    """``(P, H, W)``: one 0/1 mask per patch position, ``patch x patch`` squares every ``stride``."""
+def _patch_masks(
+    height: int, width: int, patch: int, stride: int, like: torch.Tensor
+) -> torch.Tensor:
+    """``(P, H, W)``: one 0/1 mask per position of a ``patch x patch`` square (step ``stride``)."""
     tops = range(0, height - patch + 1, stride)
     lefts = range(0, width - patch + 1, stride)
     masks = like.new_zeros(len(tops) * len(lefts), height, width)
@@ -148,7 +154,9 @@ def grad_cam(
     finally:
         handle.remove()
     if len(captured) != 1 or captured[0].dim() != 4:
-        raise ValueError("layer must run exactly once in model(x) and output (N, K, h, w) feature maps")
+        raise ValueError(
+            "layer must run exactly once in model(x) and output (N, K, h, w) feature maps"
+        )
     activations = captured[0]
     scores = logits.gather(1, _targets(logits, target)[:, None])
     (grads,) = torch.autograd.grad(scores.sum(), activations)
@@ -166,7 +174,9 @@ def grad_cam(
 def _check_boxes(maps: torch.Tensor, boxes: torch.Tensor) -> None:
     check_tensor(maps, "maps", 3, "(N, H, W)")
     if not isinstance(boxes, torch.Tensor) or boxes.shape != (maps.shape[0], 4):
-        raise ValueError(f"boxes must be a tensor ({maps.shape[0]}, 4) of (top, left, bottom, right)")
+        raise ValueError(
+            f"boxes must be a tensor ({maps.shape[0]}, 4) of (top, left, bottom, right)"
+        )
 
 
 def pointing_game(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -223,7 +233,9 @@ def _photo(name: str) -> torch.Tensor:
 
 
 def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
-    return F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+    return F.interpolate(
+        image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )[0].clamp(0, 1)
 
 
 def _square(image: torch.Tensor) -> torch.Tensor:
@@ -257,7 +269,9 @@ def _apart(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
     return a[0] + a[2] <= b[0] or b[0] + b[2] <= a[0] or a[1] + a[2] <= b[1] or b[1] + b[2] <= a[1]
 
 
-def photo_objects(n: int, size: int = 48, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def photo_objects(
+    n: int, size: int = 48, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` images with a known object location: ``(images (n,3,S,S), labels (n,), boxes (n,4))``.
 
     Each image: a tinted crop of a texture photo (grass, gravel or brick), a *distractor*
@@ -282,7 +296,9 @@ def photo_objects(n: int, size: int = 48, seed: int = 0) -> tuple[torch.Tensor, 
         tint = 0.3 + 0.7 * torch.rand(3, 1, 1, generator=generator)
         image = texture[:, top : top + size, left : left + size] * tint
         source = sources["distractors"][_randint(0, len(_DISTRACTORS), generator)]
-        d_side = round(_randint(_DISTRACTOR_SIZES.start, _DISTRACTOR_SIZES.stop, generator) * size / 48)
+        d_side = round(
+            _randint(_DISTRACTOR_SIZES.start, _DISTRACTOR_SIZES.stop, generator) * size / 48
+        )
         thumbnails = sources["objects"][int(labels[i])]
         thumbnail = thumbnails[_randint(_OBJECT_SIZES.start, _OBJECT_SIZES.stop, generator)]
         if torch.rand(1, generator=generator) < 0.5:
@@ -290,12 +306,23 @@ def photo_objects(n: int, size: int = 48, seed: int = 0) -> tuple[torch.Tensor, 
         thumbnail = (thumbnail * (0.7 + 0.6 * torch.rand(1, generator=generator))).clamp(0, 1)
         side = thumbnail.shape[-1]
         while True:  # draw both places until the squares do not overlap (a few tries on average)
-            d_top, d_left = _randint(0, size - d_side + 1, generator), _randint(0, size - d_side + 1, generator)
-            o_top, o_left = _randint(0, size - side + 1, generator), _randint(0, size - side + 1, generator)
+            d_top, d_left = (
+                _randint(0, size - d_side + 1, generator),
+                _randint(0, size - d_side + 1, generator),
+            )
+            o_top, o_left = (
+                _randint(0, size - side + 1, generator),
+                _randint(0, size - side + 1, generator),
+            )
             if _apart((o_top, o_left, side), (d_top, d_left, d_side)):
                 break
-        s_top, s_left = _randint(0, size - d_side + 1, generator), _randint(0, size - d_side + 1, generator)
-        image[:, d_top : d_top + d_side, d_left : d_left + d_side] = source[:, s_top : s_top + d_side, s_left : s_left + d_side]
+        s_top, s_left = (
+            _randint(0, size - d_side + 1, generator),
+            _randint(0, size - d_side + 1, generator),
+        )
+        image[:, d_top : d_top + d_side, d_left : d_left + d_side] = source[
+            :, s_top : s_top + d_side, s_left : s_left + d_side
+        ]
         image[:, o_top : o_top + side, o_left : o_left + side] = thumbnail
         images[i] = image
         boxes[i] = torch.tensor([o_top, o_left, o_top + side, o_left + side])
@@ -345,10 +372,23 @@ def show_explanations(
             if boxes is not None:
                 top, left, bottom, right = boxes[i].tolist()
                 ax.add_patch(
-                    Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, edgecolor="cyan", lw=1.2)
+                    Rectangle(
+                        (left - 0.5, top - 0.5),
+                        right - left,
+                        bottom - top,
+                        fill=False,
+                        edgecolor="cyan",
+                        lw=1.2,
+                    )
                 )
     if maps:
-        fig.colorbar(shown, ax=axes, fraction=0.025, pad=0.02, label="relative importance (map / its maximum)")
+        fig.colorbar(
+            shown,
+            ax=axes,
+            fraction=0.025,
+            pad=0.02,
+            label="relative importance (map / its maximum)",
+        )
     if suptitle:
         fig.suptitle(suptitle)
     return fig

@@ -85,7 +85,9 @@ def receptive_fields(layers: Sequence[Sequence[int]]) -> list[ReceptiveField]:
     every later layer grows the field twice as fast.
     """
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
-        raise TypeError(f"layers must be a list of (kernel, stride, dilation) tuples; got {layers!r}")
+        raise TypeError(
+            f"layers must be a list of (kernel, stride, dilation) tuples; got {layers!r}"
+        )
     size, jump, start = 1, 1, 0.0
     fields = []
     for index, layer in enumerate(layers):
@@ -104,7 +106,7 @@ def _first(value: int | Sequence[int]) -> int:
 
 
 def layer_geometries(model: nn.Module) -> list[tuple[str, tuple[int, int, int, int]]]:
-    """``[(name, (K, S, D, P)), ...]`` for every ``Conv2d`` / ``MaxPool2d`` / ``AvgPool2d`` in ``model``.
+    """``[(name, (K, S, D, P)), ...]`` for each conv and pooling layer of ``model``.
 
     In registration order, which is the forward order for an ``nn.Sequential``. Other layers
     (ReLU, batch norm, dropout) do not change the geometry and are skipped. Pass the result's

@@ -5,7 +5,7 @@ Schedules change the learning rate eta_t with the step t (or epoch). PyTorch imp
 out so the equations can be read (and are tested against the classes):
 
     step decay     eta_t = eta_0 gamma^floor(t / step_size)                      (StepLR)
-    cosine         eta_t = eta_min + (eta_0 - eta_min) (1 + cos(pi t / T)) / 2     (CosineAnnealingLR)
+    cosine         eta_t = eta_min + (eta_0 - eta_min) (1 + cos(pi t / T)) / 2  (CosineAnnealingLR)
     linear warm-up eta_t = eta_0 (f + (1 - f) t / T_w) for t < T_w, then eta_0    (LinearLR)
     one-cycle      cosine up from eta_max / div to eta_max over the first pct_start of the
                    steps, then cosine down to eta_max / (div * final_div)        (OneCycleLR)
@@ -86,11 +86,13 @@ def step_decay(step: int, base_lr: float, step_size: int, gamma: float = 0.1) ->
 
 
 def cosine_annealing(step: int, total_steps: int, base_lr: float, min_lr: float = 0.0) -> float:
-    """``eta_min + (eta_0 - eta_min) (1 + cos(pi t / T)) / 2``: from ``eta_0`` at 0 to ``eta_min`` at T."""
+    """``eta_min + (eta_0 - eta_min) (1 + cos(pi t / T)) / 2``: ``eta_0`` at 0, ``eta_min`` at T."""
     return min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * step / total_steps)) / 2
 
 
-def linear_warmup(step: int, warmup_steps: int, base_lr: float, start_factor: float = 0.01) -> float:
+def linear_warmup(
+    step: int, warmup_steps: int, base_lr: float, start_factor: float = 0.01
+) -> float:
     """``eta_0 (f + (1 - f) t / T_w)`` for ``t < T_w``, then ``eta_0``: a ramp from ``f eta_0``."""
     if step >= warmup_steps:
         return base_lr
@@ -165,7 +167,10 @@ class ScheduledRun:
     def epoch_losses(self) -> list[float]:
         """Mean training loss of each epoch (the per-step losses averaged epoch by epoch)."""
         k = self.steps_per_epoch
-        return [sum(self.losses[i : i + k]) / len(self.losses[i : i + k]) for i in range(0, len(self.losses), k)]
+        return [
+            sum(self.losses[i : i + k]) / len(self.losses[i : i + k])
+            for i in range(0, len(self.losses), k)
+        ]
 
 
 def train_with_schedule(
@@ -215,7 +220,9 @@ def train_with_schedule(
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def flat_gradient(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def flat_gradient(
+    model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
     """``d loss_fn(model(x), y) / d theta`` as one vector ``(P,)`` over all trainable parameters.
 
     ``loss_fn`` must average over the batch (as ``F.cross_entropy`` does), so this is the
@@ -229,7 +236,7 @@ def flat_gradient(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.T
 def per_sample_gradients(
     model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 256
 ) -> torch.Tensor:
-    """All ``n`` per-sample gradients at once: ``(n, P)``, row i = ``d loss(model(x_i), y_i) / d theta``.
+    """All ``n`` per-sample gradients ``(n, P)``: row i is ``d loss(model(x_i), y_i) / d theta``.
 
     ``torch.func.vmap`` over ``torch.func.grad`` of a one-sample loss (``functional_call`` runs
     the model with the parameters as inputs). The model must treat samples independently: no
@@ -291,5 +298,7 @@ def gradient_noise(
     total = 0.0
     for _ in range(draws):
         index = torch.randperm(n, generator=generator)[:batch_size].to(x.device)
-        total += (flat_gradient(model, loss_fn, x[index], y[index]) - full).double().pow(2).sum().item()
+        total += (
+            (flat_gradient(model, loss_fn, x[index], y[index]) - full).double().pow(2).sum().item()
+        )
     return total / draws

@@ -50,7 +50,7 @@ __all__ = [
 
 
 def fan_in_and_fan_out(weight: torch.Tensor) -> tuple[int, int]:
-    """``(n_in, n_out)`` of a weight: ``(C_in K_h K_w, C_out K_h K_w)`` for ``(C_out, C_in, K_h, K_w)``.
+    """``(n_in, n_out) = (C_in K_h K_w, C_out K_h K_w)`` for a weight ``(C_out, C_in, K_h, K_w)``.
 
     A linear weight ``(out_features, in_features)`` gives ``(in_features, out_features)``. As in
     ``torch.nn.init``, a grouped convolution's weight ``(C_out, C_in / groups, K_h, K_w)`` counts
@@ -60,7 +60,8 @@ def fan_in_and_fan_out(weight: torch.Tensor) -> tuple[int, int]:
         raise TypeError(f"weight must be a torch.Tensor; got {type(weight).__name__}")
     if weight.dim() < 2:
         raise ValueError(
-            f"weight must have at least 2 dimensions (out, in, *kernel); got shape {tuple(weight.shape)}"
+            "weight must have at least 2 dimensions (out, in, *kernel); "
+            f"got shape {tuple(weight.shape)}"
         )
     kernel_volume = weight[0, 0].numel()
     return weight.shape[1] * kernel_volume, weight.shape[0] * kernel_volume
@@ -103,26 +104,30 @@ def he_std(fan: int, gain: float = math.sqrt(2.0)) -> float:
 def _fan(weight: torch.Tensor, mode: str) -> int:
     fan_in, fan_out = fan_in_and_fan_out(weight)
     if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"mode must be 'fan_in' (keep the forward signal) or 'fan_out'; got {mode!r}")
+        raise ValueError(
+            f"mode must be 'fan_in' (keep the forward signal) or 'fan_out'; got {mode!r}"
+        )
     return fan_in if mode == "fan_in" else fan_out
 
 
 @torch.no_grad()
 def xavier_normal_(weight: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-    """Fill ``weight`` in place from ``N(0, sigma^2)``, ``sigma = gain sqrt(2 / (n_in + n_out))``."""
+    """Fill ``weight`` in place from ``N(0, sigma^2)``, ``sigma = gain sqrt(2/(n_in + n_out))``."""
     std = xavier_std(*fan_in_and_fan_out(weight), gain=gain)
     return weight.normal_(0.0, std)
 
 
 @torch.no_grad()
 def xavier_uniform_(weight: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-    """Fill ``weight`` in place from ``U(-a, a)``, ``a = sqrt(3) sigma`` (same variance as normal)."""
+    """Fill ``weight`` in place from ``U(-a, a)``, ``a = sqrt(3) sigma`` (the normal's variance)."""
     bound = math.sqrt(3.0) * xavier_std(*fan_in_and_fan_out(weight), gain=gain)
     return weight.uniform_(-bound, bound)
 
 
 @torch.no_grad()
-def he_normal_(weight: torch.Tensor, mode: str = "fan_in", nonlinearity: str = "relu") -> torch.Tensor:
+def he_normal_(
+    weight: torch.Tensor, mode: str = "fan_in", nonlinearity: str = "relu"
+) -> torch.Tensor:
     """Fill ``weight`` in place from ``N(0, sigma^2)``, ``sigma = gain / sqrt(fan)``.
 
     ``mode="fan_in"`` keeps the forward activations' variance, ``"fan_out"`` the gradients'.
@@ -133,7 +138,9 @@ def he_normal_(weight: torch.Tensor, mode: str = "fan_in", nonlinearity: str = "
 
 
 @torch.no_grad()
-def he_uniform_(weight: torch.Tensor, mode: str = "fan_in", nonlinearity: str = "relu") -> torch.Tensor:
+def he_uniform_(
+    weight: torch.Tensor, mode: str = "fan_in", nonlinearity: str = "relu"
+) -> torch.Tensor:
     """Fill ``weight`` in place from ``U(-a, a)``, ``a = sqrt(3) gain / sqrt(fan)``."""
     bound = math.sqrt(3.0) * he_std(_fan(weight, mode), gain(nonlinearity))
     return weight.uniform_(-bound, bound)
@@ -197,7 +204,8 @@ def plain_conv_net(
         raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}; got {activation!r}")
     if padding_mode not in ("zeros", "circular", "reflect", "replicate"):
         raise ValueError(
-            f"padding_mode must be 'zeros', 'circular', 'reflect' or 'replicate'; got {padding_mode!r}"
+            "padding_mode must be 'zeros', 'circular', 'reflect' or 'replicate'; "
+            f"got {padding_mode!r}"
         )
     layers: list[nn.Module] = []
     for index in range(depth):
@@ -207,9 +215,7 @@ def plain_conv_net(
     return nn.Sequential(*layers)
 
 
-def layer_statistics(
-    model: nn.Module, x: torch.Tensor, seed: int = 0
-) -> dict[str, list[float]]:
+def layer_statistics(model: nn.Module, x: torch.Tensor, seed: int = 0) -> dict[str, list[float]]:
     """Forward and backward signal size at every ``Conv2d`` of ``model``, in forward order.
 
     Runs ``z = model(x)`` and backpropagates ``L = sum(z * r)`` with a fixed ``r ~ N(0, 1)``

@@ -1,4 +1,4 @@
-"""course_lib.architectures: closed-form counts against the modules, shapes, torchvision, the papers."""
+"""course_lib.architectures: closed-form counts against the modules, torchvision and the papers."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ from course_lib.architectures import (
 from course_lib.resnet import block_macs, count_parameters
 
 
-@pytest.mark.parametrize(("c_in", "c_out", "k", "groups"), [(3, 8, 3, 1), (16, 32, 1, 1), (12, 12, 3, 12), (8, 16, 5, 4)])
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "k", "groups"), [(3, 8, 3, 1), (16, 32, 1, 1), (12, 12, 3, 12), (8, 16, 5, 4)]
+)
 def test_conv_counts_match_nn_conv2d(c_in: int, c_out: int, k: int, groups: int) -> None:
     conv = nn.Conv2d(c_in, c_out, k, padding=k // 2, groups=groups)
     assert conv_params(c_in, c_out, k, groups) == count_parameters(conv)

@@ -1,4 +1,4 @@
-"""course_lib.interpret: saliency, occlusion and Grad-CAM against hand computations and brute force."""
+"""course_lib.interpret: saliency, occlusion, Grad-CAM against hand computations and brute force."""
 
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ def test_grad_cam_equals_class_activation_map_by_hand(stride: int) -> None:
         h, w = features.shape[-2:]
         weights = model[4].weight[target]  # (N, K): w_{t,k}
         by_hand = torch.relu((weights[:, :, None, None] * features).sum(dim=1)) / (h * w)
-        by_hand = F.interpolate(by_hand[:, None], size=(8, 8), mode="bilinear", align_corners=False)[:, 0]
+        by_hand = F.interpolate(
+            by_hand[:, None], size=(8, 8), mode="bilinear", align_corners=False
+        )[:, 0]
     torch.testing.assert_close(cam, by_hand)
     assert cam.shape == (2, 8, 8) and not cam.requires_grad
 

@@ -46,7 +46,11 @@ def _random_chain(rng: random.Random) -> nn.Sequential:
     for _ in range(rng.randint(1, 5)):
         kind = rng.choice(["conv", "conv", "max", "avg"])
         if kind == "conv":
-            kernel, stride, dilation = rng.choice([1, 2, 3, 5]), rng.choice([1, 1, 2]), rng.choice([1, 2, 3])
+            kernel, stride, dilation = (
+                rng.choice([1, 2, 3, 5]),
+                rng.choice([1, 1, 2]),
+                rng.choice([1, 2, 3]),
+            )
             padding = rng.randint(0, kernel // 2 * dilation)
             out = rng.choice([1, 3])
             layers += [nn.Conv2d(channels, out, kernel, stride, padding, dilation), nn.ReLU()]

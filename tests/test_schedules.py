@@ -1,4 +1,4 @@
-"""course_lib.schedules: closed forms against torch.optim.lr_scheduler, gradient noise against exact sums."""
+"""course_lib.schedules: closed forms vs torch.optim.lr_scheduler, gradient noise vs exact sums."""
 
 from __future__ import annotations
 
@@ -59,7 +59,9 @@ def test_warmup_cosine_ramps_then_anneals() -> None:
 
 def _tiny_model() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 3, 3), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4)).double()
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4)
+    ).double()
 
 
 def _data(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,7 +74,9 @@ def test_per_sample_gradients_equal_a_loop() -> None:
     model, (x, y) = _tiny_model(), _data(9)
     rows = per_sample_gradients(model, F.cross_entropy, x, y, chunk_size=4)
     for i in range(9):
-        torch.testing.assert_close(rows[i], flat_gradient(model, F.cross_entropy, x[i : i + 1], y[i : i + 1]))
+        torch.testing.assert_close(
+            rows[i], flat_gradient(model, F.cross_entropy, x[i : i + 1], y[i : i + 1])
+        )
     # their mean is the full-batch gradient of the mean loss
     torch.testing.assert_close(rows.mean(dim=0), flat_gradient(model, F.cross_entropy, x, y))
     assert all(p.grad is None for p in model.parameters())
@@ -84,8 +88,12 @@ def test_expected_noise_equals_average_over_every_batch(batch_size: int) -> None
     per_sample = per_sample_gradients(model, F.cross_entropy, x, y)
     full = per_sample.mean(dim=0)
     subsets = list(itertools.combinations(range(6), batch_size))
-    exact = sum((per_sample[list(s)].mean(dim=0) - full).pow(2).sum().item() for s in subsets) / len(subsets)
-    assert expected_gradient_noise(per_sample, batch_size) == pytest.approx(exact, rel=1e-9, abs=1e-15)
+    exact = sum(
+        (per_sample[list(s)].mean(dim=0) - full).pow(2).sum().item() for s in subsets
+    ) / len(subsets)
+    assert expected_gradient_noise(per_sample, batch_size) == pytest.approx(
+        exact, rel=1e-9, abs=1e-15
+    )
 
 
 def test_measured_noise_follows_one_over_b() -> None:
@@ -117,7 +125,9 @@ def test_train_with_schedule_steps_the_scheduler_every_batch() -> None:
     loader = DataLoader(TensorDataset(x, y), batch_size=8)
     model = _tiny_model().float()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    run = train_with_schedule(model, loader, loader, optimizer, 3, CosineAnnealingLR(optimizer, T_max=15))
+    run = train_with_schedule(
+        model, loader, loader, optimizer, 3, CosineAnnealingLR(optimizer, T_max=15)
+    )
     assert run.steps_per_epoch == 5 and len(run.lrs) == len(run.losses) == 15
     assert run.lrs == pytest.approx([cosine_annealing(t, 15, 0.1) for t in range(15)])
     assert len(run.val_acc) == len(run.val_loss) == 3 and len(run.epoch_losses()) == 3
@@ -133,5 +143,5 @@ def test_train_with_schedule_steps_the_scheduler_every_batch() -> None:
         opt.zero_grad()
         F.cross_entropy(second(inputs), targets).backward()
         opt.step()
-    for a, b in zip(first.parameters(), second.parameters()):
+    for a, b in zip(first.parameters(), second.parameters(), strict=True):
         torch.testing.assert_close(a, b)

@@ -78,7 +78,11 @@ def test_init_model_sets_every_layer(scheme: str) -> None:
     init_model_(model, scheme)
     for layer in (model[0], model[3]):
         fan_in, fan_out = fan_in_and_fan_out(layer.weight)
-        expected = {"normal 0.01": 0.01, "xavier": xavier_std(fan_in, fan_out), "he": he_std(fan_in)}
+        expected = {
+            "normal 0.01": 0.01,
+            "xavier": xavier_std(fan_in, fan_out),
+            "he": he_std(fan_in),
+        }
         assert layer.weight.std().item() == pytest.approx(expected[scheme], rel=0.1)
         assert torch.all(layer.bias == 0)
 
@@ -89,7 +93,7 @@ def test_default_scheme_is_pytorch_reset() -> None:
     init_model_(model, "default")
     torch.manual_seed(5)
     fresh = plain_conv_net(2, channels=8)
-    for ours, reference in zip(model.parameters(), fresh.parameters()):
+    for ours, reference in zip(model.parameters(), fresh.parameters(), strict=True):
         assert torch.equal(ours, reference)
 
 
@@ -97,7 +101,9 @@ def _per_layer_factors(scheme: str, seed: int) -> tuple[float, float]:
     """Geometric-mean variance ratio per layer, forward and backward, layers 2..8 of a ReLU net."""
     torch.manual_seed(seed)
     # circular padding: no border, where zero padding would lose a few % per layer
-    model = plain_conv_net(8, channels=96, activation="relu", in_channels=96, padding_mode="circular")
+    model = plain_conv_net(
+        8, channels=96, activation="relu", in_channels=96, padding_mode="circular"
+    )
     init_model_(model, scheme)
     for layer in model:
         if isinstance(layer, nn.Conv2d):
@@ -112,7 +118,9 @@ def _per_layer_factors(scheme: str, seed: int) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize(("scheme", "factor"), [("he", 1.0), ("xavier", 0.5), ("default", 1 / 6)])
-def test_variance_argument_predicts_the_measured_per_layer_factor(scheme: str, factor: float) -> None:
+def test_variance_argument_predicts_the_measured_per_layer_factor(
+    scheme: str, factor: float
+) -> None:
     # ReLU, n_in = n_out = 96 * 9: Var(z) is multiplied by n_in sigma^2 / 2 per layer, both ways
     factors = torch.tensor([_per_layer_factors(scheme, seed) for seed in range(3)])
     forward, backward = factors.mean(dim=0).tolist()

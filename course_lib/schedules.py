@@ -85,9 +85,14 @@ def step_decay(step: int, base_lr: float, step_size: int, gamma: float = 0.1) ->
     return base_lr * gamma ** (step // step_size)
 
 
+def _cosine_between(start: float, end: float, fraction: float) -> float:
+    """Half a cosine from ``start`` (fraction 0) to ``end`` (fraction 1)."""
+    return end + (start - end) * (1 + math.cos(math.pi * fraction)) / 2
+
+
 def cosine_annealing(step: int, total_steps: int, base_lr: float, min_lr: float = 0.0) -> float:
     """``eta_min + (eta_0 - eta_min) (1 + cos(pi t / T)) / 2``: ``eta_0`` at 0, ``eta_min`` at T."""
-    return min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * step / total_steps)) / 2
+    return _cosine_between(base_lr, min_lr, step / total_steps)
 
 
 def linear_warmup(
@@ -97,11 +102,6 @@ def linear_warmup(
     if step >= warmup_steps:
         return base_lr
     return base_lr * (start_factor + (1 - start_factor) * step / warmup_steps)
-
-
-def _cosine_between(start: float, end: float, fraction: float) -> float:
-    """Half a cosine from ``start`` (fraction 0) to ``end`` (fraction 1)."""
-    return end + (start - end) * (1 + math.cos(math.pi * fraction)) / 2
 
 
 def one_cycle(

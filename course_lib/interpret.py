@@ -9,7 +9,7 @@ region) matters for one class score ``y_c`` (the logit of the target class ``c``
                  that cover it: what the prediction loses without that region
                  (Zeiler and Fergus, 2014)
     Grad-CAM     relu(sum_k alpha_k A^k), alpha_k = mean_{i,j} d y_c / d A^k_ij, for the
-                 feature maps A (K, h, w) of a late conv layer, upsampled to (H, W)
+                 feature maps A (C, h, w) of a late conv layer, upsampled to (H, W)
                  (Selvaraju et al., 2017)
 
 To check a map we need to know where the evidence is. ``photo_objects`` makes such a task from
@@ -137,7 +137,7 @@ def occlusion_map(
 def grad_cam(
     model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None = None
 ) -> torch.Tensor:
-    """Grad-CAM at ``layer`` (a module whose output is ``(N, K, h, w)``): ``(N, H, W)``.
+    """Grad-CAM at ``layer`` (a module whose output is ``(N, C, h, w)``): ``(N, H, W)``.
 
     A forward hook keeps the layer's output ``A``; ``d y_t / d A`` comes from autograd. Then
     ``alpha_k = mean_{i,j} d y_t / d A^k_ij`` (one weight per channel),
@@ -155,12 +155,12 @@ def grad_cam(
         handle.remove()
     if len(captured) != 1 or captured[0].dim() != 4:
         raise ValueError(
-            "layer must run exactly once in model(x) and output (N, K, h, w) feature maps"
+            "layer must run exactly once in model(x) and output (N, C, h, w) feature maps"
         )
     activations = captured[0]
     scores = logits.gather(1, _targets(logits, target)[:, None])
     (grads,) = torch.autograd.grad(scores.sum(), activations)
-    alpha = grads.mean(dim=(2, 3), keepdim=True)  # (N, K, 1, 1)
+    alpha = grads.mean(dim=(2, 3), keepdim=True)  # (N, C, 1, 1)
     cam = torch.relu((alpha * activations).sum(dim=1, keepdim=True))  # (N, 1, h, w)
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
     return cam[:, 0].detach()

@@ -124,3 +124,19 @@ def test_bad_input() -> None:
         conv_params(6, 4, 0)
     with pytest.raises(ValueError, match="num_layers must be >= 1"):
         DenseBlock(4, 2, 0)
+
+
+def test_blocks_run_on_every_device(device) -> None:
+    blocks = [
+        InceptionModule(8, 2, 3, 4, 1, 5, 6),
+        PreActBlock(8, 16, stride=2),
+        DenseBlock(8, 4, 2),
+        DepthwiseSeparableConv(8, 12, stride=2),
+    ]
+    x = torch.randn(2, 8, 8, 8, dtype=torch.float64)
+    for block in blocks:
+        block = block.double().eval()
+        with torch.no_grad():
+            expected = block(x)
+            result = block.to(device)(x.to(device))
+        torch.testing.assert_close(result.cpu(), expected)

@@ -159,3 +159,24 @@ def test_cached_pretrained_resnet18_never_downloads(tmp_path, monkeypatch) -> No
     model = cached_pretrained_resnet18()
     assert model is not None and not model.training
     torch.testing.assert_close(model.fc.weight, reference.fc.weight)
+
+
+def test_explanations_agree_on_every_device(device) -> None:
+    model = _cam_net()
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    target = torch.tensor([1, 2])
+    on_device = model.to(device)
+    for method in (
+        lambda m, images: saliency(m, images, target),
+        lambda m, images: grad_cam(m, m[1], images, target),
+        lambda m, images: occlusion_map(m, images, target, patch=4, stride=2),
+    ):
+        result = method(on_device, x.to(device))
+        assert result.device.type == torch.device(device).type
+        torch.testing.assert_close(result.cpu(), method(model.cpu(), x))
+        on_device = model.to(device)
+    boxes = torch.tensor([[0, 0, 4, 4], [2, 2, 8, 8]])
+    maps = torch.rand(2, 8, 8, dtype=torch.float64)
+    assert (
+        pointing_game(maps.to(device), boxes).cpu().tolist() == pointing_game(maps, boxes).tolist()
+    )

@@ -148,3 +148,16 @@ def test_bad_input_says_what_was_expected() -> None:
     with pytest.raises(ValueError, match="padding='same'"):
         layer_geometries(nn.Sequential(nn.Conv2d(1, 1, 3, padding="same")))
     assert gradient_support(torch.zeros(4, 4)) == (0, 0)
+
+
+def test_gradients_agree_on_every_device(device) -> None:
+    chain = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(3, 1, 3)
+    )
+    chain = chain.double()
+    x = torch.rand(3, 2, 12, 12, dtype=torch.float64)
+    expected = effective_receptive_field(chain, x)
+    result = effective_receptive_field(chain.to(device), x.to(device))
+    torch.testing.assert_close(result.cpu(), expected.cpu())
+    probe = positive_linear_copy(chain)  # a copy on the same device as the model
+    assert gradient_support(input_gradient(probe, x.to(device))[0].cpu()) == (8, 8)

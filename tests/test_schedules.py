@@ -145,3 +145,15 @@ def test_train_with_schedule_steps_the_scheduler_every_batch() -> None:
         opt.step()
     for a, b in zip(first.parameters(), second.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_gradient_noise_on_every_device(device) -> None:
+    model, (x, y) = _tiny_model(), _data(12)
+    expected = per_sample_gradients(model, F.cross_entropy, x, y)
+    on_device = model.to(device)
+    result = per_sample_gradients(on_device, F.cross_entropy, x.to(device), y.to(device))
+    torch.testing.assert_close(result.cpu(), expected.cpu())
+    measured = gradient_noise(on_device, F.cross_entropy, x.to(device), y.to(device), 3, draws=4)
+    assert measured == pytest.approx(
+        gradient_noise(model.cpu(), F.cross_entropy, x, y, 3, draws=4), rel=1e-9
+    )

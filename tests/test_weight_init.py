@@ -164,3 +164,18 @@ def test_bad_input() -> None:
         plain_conv_net(3, activation="gelu")
     with pytest.raises(ValueError, match="padding_mode must be"):
         plain_conv_net(3, padding_mode="same")
+
+
+def test_layer_statistics_and_initialisers_on_every_device(device) -> None:
+    torch.manual_seed(2)
+    model = plain_conv_net(3, channels=4).double()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    expected = layer_statistics(model, x, seed=3)
+    result = layer_statistics(model.to(device), x.to(device), seed=3)
+    if torch.device(device).type == "cpu":
+        assert result == expected
+    else:  # r ~ N(0, 1) comes from the device's own generator (other values): compare the forward
+        assert result["forward"] == pytest.approx(expected["forward"], rel=1e-9)
+    weight = he_normal_(torch.empty(32, 16, 3, 3, device=device))
+    assert weight.device.type == torch.device(device).type
+    assert weight.std().item() == pytest.approx(he_std(16 * 9), rel=0.1)

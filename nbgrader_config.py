@@ -9,10 +9,11 @@
 example submissions in a scratch copy of the course (demo_course/).
 """
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from pathlib import Path
 
-from course_tools.feedback import HideHiddenTestTracebacks
+import nbgrader
+
+import course_tools
 
 c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
 
@@ -47,14 +48,34 @@ c.Execute.timeout = 120
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?s).*"
 
+# --- submission policy ---------------------------------------------------------------------
+# course_tools.policy checks every student code cell before grading runs it (threat model and
+# rules: docs/grading-policy.md; defaults: course_tools/policy/config.py). numpy computes a
+# convolution outside PyTorch's dispatcher, where the hidden tests' operator checks cannot see it.
+c.SubmissionPolicy.assignment_denied_names = {
+    "ps1_convolution": ["numpy.convolve", "numpy.correlate"],
+}
+
 # --- feedback ------------------------------------------------------------------------------
 # The autograded notebook holds the full test cells (nbgrader restores them from the source),
 # so the default feedback HTML would reveal the hidden tests. Strip their source, and cut the
 # tracebacks of test cells down to the error message: IPython prints the lines around the
 # failing line, which may be hidden asserts.
+# Named by import path, not as classes: the formgrader shows its configuration as JSON and logs
+# "Formgrader config is not serializable" for class objects.
 c.GenerateFeedback.preprocessors = [
-    GetGrades,
-    HideHiddenTestTracebacks,
-    ClearHiddenTests,
-    CSSHTMLHeaderPreprocessor,
+    "nbgrader.preprocessors.GetGrades",
+    "course_tools.feedback.HideHiddenTestTracebacks",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+
+# --- formulas offline ----------------------------------------------------------------------
+# Feedback HTML and formgrader pages load MathJax from the Jupyter server (jupyter_server_mathjax)
+# instead of a CDN: course_tools/templates/base/mathjax.html.j2 replaces nbconvert's macro. It must
+# come before nbgrader's own templates, which are listed again here because setting this option
+# replaces nbgrader's default.
+c.HTMLExporter.extra_template_basedirs = [
+    str(Path(course_tools.__file__).parent / "templates"),
+    str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates"),
 ]

@@ -33,8 +33,26 @@ c.ClearSolutions.code_stub = {
     )
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+# The grading rubric of a written answer sits in the locked question cell above it, between
+# `=== BEGIN MARK SCHEME ===` and `=== END MARK SCHEME ===`: cut from the release (and from the
+# feedback below), restored for the grader in the autograded notebook the formgrader shows.
+# nbgrader would only allow mark schemes in "task" cells; a locked cell with a grade_id is
+# restored just as well (tests/test_release.py checks every rubric sits in one).
+c.ClearMarkScheme.enforce_metadata = False
 
 # --- autograding ---------------------------------------------------------------------------
+# nbgrader's sanitize steps with RestoreHiddenRegions before OverwriteCells: an untouched released
+# test cell gets its hidden tests back silently, so "checksum has changed" means real tampering
+# (course_tools/hidden_regions.py; nbgrader#1961). Preprocessors are named by import path: the
+# formgrader shows its configuration as JSON, which class objects are not.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "course_tools.hidden_regions.RestoreHiddenRegions",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 # Seconds per cell. Every test cell is meant to finish well under 30 s on a 2-core CPU; the
 # training notebook shortens its schedule when NBGRADER_EXECUTION is set. 120 s leaves room for
 # slow machines without letting an endless student loop hang the grader.
@@ -52,8 +70,11 @@ c.IgnorePattern.pattern = r"(?s).*"
 # course_tools.policy checks every student code cell before grading runs it (threat model and
 # rules: docs/grading-policy.md; defaults: course_tools/policy/config.py). numpy computes a
 # convolution outside PyTorch's dispatcher, where the hidden tests' operator checks cannot see it.
+# Problem set 5's locked data cell drops the 1,000 held-out digits; loading the set again would let
+# a student train on the digits that grade them.
 c.SubmissionPolicy.assignment_denied_names = {
     "ps1_convolution": ["numpy.convolve", "numpy.correlate"],
+    "ps5_train_cnn": ["course_lib.data.load_mnist_5k"],
 }
 
 # --- feedback ------------------------------------------------------------------------------
@@ -67,6 +88,7 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "course_tools.feedback.HideHiddenTestTracebacks",
     "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 

@@ -244,7 +244,8 @@ def _input_gradient(
         grad_beta  = sum(g)
         grad_gamma = sum(g * x_hat) = inv_std * sum(g * (x - mu))
         grad_x     = scale / m * (m * g - grad_beta - x_hat * grad_gamma)
-                   = scale * g  -  scale / m * grad_beta  -  (scale / m * inv_std * grad_gamma) * (x - mu)
+                   = scale * g  -  scale / m * grad_beta
+                     -  (scale / m * inv_std * grad_gamma) * (x - mu)
 
     The last line is two multiply-adds per value (``torch.addcmul``) with per-channel
     numbers; ``x - mu`` is computed once and serves both the sum and ``grad_x``.

@@ -53,12 +53,16 @@ POOL_FORBIDDEN = (  # ps2
     "course_lib.pooling.max_pool2d_backward",
     "course_lib.pooling.avg_pool2d",
 )
-# ps2 parts 1-2: the library's ways to cut windows or to average them (a convolution with a
-# constant kernel), and in part 2 to add windows back up (F.fold, col2im)
+# ps2 parts 1-2: the library's other ways to pool, windows cut out (Tensor.unfold, F.unfold) or
+# added back up (F.fold) for you, an average as a convolution with a constant kernel
 WINDOW_FORBIDDEN = (
-    "torch.nn.functional.conv2d",
-    "torch.nn.functional.unfold",
     "torch.Tensor.unfold",
+    "torch.nn.functional.unfold",
+    "torch.nn.Unfold",
+    "torch.nn.functional.fold",
+    "torch.nn.Fold",
+    "torch.nn.functional.conv2d",
+    "torch.nn.Conv2d",
 )
 AUTOGRAD_FORBIDDEN = ("torch.Tensor.backward", "torch.autograd.backward", "torch.autograd.grad")
 BN_FORBIDDEN = (
@@ -252,11 +256,9 @@ def test_honest_pooling_and_batch_norm_pass():
     x = torch.randn(2, 3, 8, 6, generator=gen, dtype=torch.float64)
     grad_out = torch.randn(2, 3, 4, 3, generator=gen, dtype=torch.float64)
     gamma, beta = torch.rand(3, dtype=torch.float64), torch.rand(3, dtype=torch.float64)
-    with forbid(*POOL_FORBIDDEN, *WINDOW_FORBIDDEN, "torch.nn.functional.fold"):
+    with forbid(*POOL_FORBIDDEN, *WINDOW_FORBIDDEN):
         pooled = max_pool(x, 2), avg_pool(x, 2)
-    with forbid(
-        *POOL_FORBIDDEN, *WINDOW_FORBIDDEN, "torch.nn.functional.fold", *AUTOGRAD_FORBIDDEN
-    ):
+    with forbid(*POOL_FORBIDDEN, *WINDOW_FORBIDDEN, *AUTOGRAD_FORBIDDEN):
         routed = max_pool_backward(grad_out, x, 2)
     torch.testing.assert_close(pooled[0], F.max_pool2d(x, 2))
     torch.testing.assert_close(pooled[1], F.avg_pool2d(x, 2))
@@ -488,9 +490,9 @@ AUTOGRAD_ATTACKS = {
 
 @pytest.mark.parametrize("attack", POOL_ATTACKS)
 def test_pooling_routes_are_caught(attack):
-    targets = (*POOL_FORBIDDEN, *WINDOW_FORBIDDEN, "torch.nn.functional.fold")
-    with pytest.raises(ForbiddenCallError, match="not allowed"), forbid(*targets):
-        POOL_ATTACKS[attack]()
+    with pytest.raises(ForbiddenCallError, match="not allowed"):
+        with forbid(*POOL_FORBIDDEN, *WINDOW_FORBIDDEN):
+            POOL_ATTACKS[attack]()
 
 
 @pytest.mark.parametrize("attack", NORM_ATTACKS)

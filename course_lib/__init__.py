@@ -10,6 +10,7 @@
     plot      image grids, feature maps, filters, curves, optimizer trajectories
     checks    helpers for autograded tests (clear failure messages, forbidden calls)
     source    ``show_source``: the real code of an implementation, shown in a lecture
+    transfer  a pretrained CNN, linear probes and fine-tuning on a new task (lecture 6)
 
 Importing ``course_lib`` is cheap: submodules load on first use, so
 ``import course_lib`` never pulls in matplotlib, torchvision or scikit-learn.
@@ -33,6 +34,7 @@ _SUBMODULES = (
     "plot",
     "checks",
     "source",
+    "transfer",
 )
 
 __all__ = list(_SUBMODULES)

@@ -40,8 +40,9 @@ SOURCE_DIR = "solutions"
 RELEASE_DIR = "assignments"
 EXAMPLES_DIR = Path("examples")
 # Students made from a spec ``examples/<kind>/<ps>.json`` (cells replaced in the complete example):
-# partial = plausible mistakes, cheat = calls the library operator the exercise asks for (no spec
-# for ps5, which forbids nothing), alternative = correct code in another style (full marks).
+# partial = plausible mistakes, cheat = calls the library operator the exercise asks for (a spec
+# exactly where a hidden test calls forbid), alternative = correct code in another style (full
+# marks).
 SPEC_STUDENTS = {
     "example-partial": "partial",
     "example-cheat": "cheat",

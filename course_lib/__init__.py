@@ -10,6 +10,11 @@
     plot      image grids, feature maps, filters, curves, optimizer trajectories
     checks    helpers for autograded tests (clear failure messages, forbidden calls)
     source    ``show_source``: the real code of an implementation, shown in a lecture
+    receptive receptive fields layer by layer and from gradients, the effective receptive field
+    weight_init  Xavier and He initialisation, per-layer signal statistics
+    schedules learning-rate schedules, per-step training, mini-batch gradient noise
+    architectures  Inception, pre-activation, DenseNet and depthwise-separable blocks, counts
+    interpret saliency, occlusion, Grad-CAM and a task that checks them
 
 Importing ``course_lib`` is cheap: submodules load on first use, so
 ``import course_lib`` never pulls in matplotlib, torchvision or scikit-learn.
@@ -33,6 +38,11 @@ _SUBMODULES = (
     "plot",
     "checks",
     "source",
+    "receptive",
+    "weight_init",
+    "schedules",
+    "architectures",
+    "interpret",
 )
 
 __all__ = list(_SUBMODULES)

@@ -10,9 +10,19 @@ example submissions in a scratch copy of the course (demo_course/).
 """
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from nbgrader.preprocessors import (
+    CheckCellMetadata,
+    ClearHiddenTests,
+    ClearMarkScheme,
+    ClearOutput,
+    DeduplicateIds,
+    GetGrades,
+    OverwriteCells,
+    OverwriteKernelspec,
+)
 
 from course_tools.feedback import HideHiddenTestTracebacks
+from course_tools.hidden_regions import RestoreHiddenRegions
 
 c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
 
@@ -32,8 +42,25 @@ c.ClearSolutions.code_stub = {
     )
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+# The grading rubric of a written answer sits in the locked question cell above it, between
+# `=== BEGIN MARK SCHEME ===` and `=== END MARK SCHEME ===`: cut from the release (and from the
+# feedback below), restored for the grader in the autograded notebook the formgrader shows.
+# nbgrader would only allow mark schemes in "task" cells; a locked cell with a grade_id is
+# restored just as well (tests/test_release.py checks every rubric sits in one).
+c.ClearMarkScheme.enforce_metadata = False
 
 # --- autograding ---------------------------------------------------------------------------
+# nbgrader's sanitize steps with RestoreHiddenRegions before OverwriteCells: an untouched released
+# test cell gets its hidden tests back silently, so "checksum has changed" means real tampering
+# (course_tools/hidden_regions.py; nbgrader#1961).
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    RestoreHiddenRegions,
+    OverwriteCells,
+    CheckCellMetadata,
+]
 # Seconds per cell. Every test cell is meant to finish well under 30 s on a 2-core CPU; the
 # training notebook shortens its schedule when NBGRADER_EXECUTION is set. 120 s leaves room for
 # slow machines without letting an endless student loop hang the grader.
@@ -64,5 +91,6 @@ c.GenerateFeedback.preprocessors = [
     GetGrades,
     HideHiddenTestTracebacks,
     ClearHiddenTests,
+    ClearMarkScheme,
     CSSHTMLHeaderPreprocessor,
 ]

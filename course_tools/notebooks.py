@@ -22,6 +22,12 @@ BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
 BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
+# A grading rubric sits in the locked question cell above a written answer, between the lines
+# `=== BEGIN MARK SCHEME ===` and `=== END MARK SCHEME ===` (nbgrader's ClearMarkScheme looks
+# for these words): cut from the release, restored for the grader by autograde
+# (course_tools.hidden_regions).
+BEGIN_MARK_SCHEME = "BEGIN MARK SCHEME"
+END_MARK_SCHEME = "END MARK SCHEME"
 
 # Lines shorter than this (`return out`, `)`, `else:`) say nothing about a solution or a test.
 MIN_DISTINCTIVE_LENGTH = 16
@@ -139,6 +145,27 @@ def solution_lines(source_nb: NotebookNode) -> set[str]:
     delimited code regions count here.
     """
     return secret_lines(source_nb, BEGIN_SOLUTION, END_SOLUTION)
+
+
+def rubric_lines(source_nb: NotebookNode) -> set[str]:
+    """Distinctive lines of the grading rubrics (mark schemes) of a source notebook."""
+    return secret_lines(source_nb, BEGIN_MARK_SCHEME, END_MARK_SCHEME)
+
+
+def is_written_answer(cell: NotebookNode) -> bool:
+    """A manually graded answer: a markdown cell that is both a grade and a solution cell."""
+    meta = nbgrader_meta(cell)
+    return cell.cell_type == "markdown" and meta.get("grade", False) and meta.get("solution", False)
+
+
+def rubric_of(nb: NotebookNode, answer_index: int) -> str | None:
+    """The mark-scheme text of the locked cell right above the written answer at ``answer_index``
+    (None when that cell has no rubric)."""
+    if answer_index == 0:
+        return None
+    question = nb.cells[answer_index - 1]
+    _, inside = split_regions(question.source, BEGIN_MARK_SCHEME, END_MARK_SCHEME)
+    return "\n".join(inside).strip() or None
 
 
 def written_answer(source_cell: NotebookNode) -> str:

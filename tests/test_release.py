@@ -9,6 +9,7 @@ hidden test leaks into what students get.
 from __future__ import annotations
 
 import filecmp
+import re
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,50 @@ def test_release_has_no_solution_or_hidden_test(assignment):
     ):
         leaked = sorted(secret & released_lines)
         assert not leaked, f"assignments/{assignment} contains {kind} lines: {leaked[:3]}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_has_no_rubric(assignment):
+    """Grading rubrics (mark schemes) reach the grader, never the student."""
+    text = _release_text(assignment)
+    for marker in (nbtools.BEGIN_MARK_SCHEME, nbtools.END_MARK_SCHEME):
+        assert marker not in text, f"assignments/{assignment} contains {marker!r}"
+    release = nbtools.read_notebook(grading.release_notebook(REPO, assignment))
+    released_lines = {line.strip() for cell in release.cells for line in cell.source.splitlines()}
+    leaked = sorted(nbtools.rubric_lines(_source(assignment)) & released_lines)
+    assert not leaked, f"assignments/{assignment} contains rubric lines: {leaked[:3]}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_written_answer_has_a_rubric_the_grader_sees(assignment):
+    """Each hand-graded answer has a point-by-point rubric in the locked cell right above it,
+    stating the answer's points (the cell is restored from the gradebook when grading, so the
+    formgrader shows it); rubrics sit nowhere else."""
+    source = _source(assignment)
+    with_rubric = set()
+    for index, cell in enumerate(source.cells):
+        if not nbtools.is_written_answer(cell):
+            continue
+        grade_id = nbtools.nbgrader_meta(cell)["grade_id"]
+        rubric = nbtools.rubric_of(source, index)
+        assert rubric, f"{assignment}: the written answer {grade_id!r} has no rubric above it"
+        question = source.cells[index - 1]
+        meta = nbtools.nbgrader_meta(question)
+        assert meta.get("locked") and meta.get("grade_id"), (
+            f"{assignment}: the rubric of {grade_id!r} must sit in a locked cell with a grade_id "
+            "(only those are restored for the grader)"
+        )
+        points = nbtools.nbgrader_meta(cell)["points"]
+        assert f"({points:g} points" in rubric, (
+            f"{assignment}: the rubric of {grade_id!r} should state its {points:g} points"
+        )
+        assert rubric.count("point") >= 3, f"{assignment}: the rubric should go point by point"
+        with_rubric.add(index - 1)
+    for index, cell in enumerate(source.cells):
+        if nbtools.BEGIN_MARK_SCHEME in cell.source:
+            assert index in with_rubric, (
+                f"{assignment}: cell {index} has a rubric that belongs to no written answer"
+            )
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -147,3 +192,52 @@ def test_example_spec_matches_the_notebook(assignment, kind):
         assert 0 <= spec["expected_score"] < spec["max_score"], "a cheat must lose points"
     else:
         assert spec["expected_score"] == spec["max_score"], "a correct alternative gets full marks"
+
+
+def _title_facts(assignment: str) -> tuple[float, str]:
+    """(expected hours, total points text) stated in the title cell of a source notebook."""
+    title = _source(assignment).cells[0].source
+    hours = re.search(r"Expected time: about (\d+(?:\.\d+)?) hours", title)
+    points = re.search(r"^# .*\((\d+) points\)", title, flags=re.MULTILINE)
+    assert hours and points, (
+        f"{assignment}: the title cell should state '(N points)' and 'Expected time: about N hours'"
+    )
+    return float(hours.group(1)), points.group(1)
+
+
+def _readme_rows() -> dict[str, list[str]]:
+    rows = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if cells and cells[0].strip("`") in ASSIGNMENTS:
+            rows[cells[0].strip("`")] = cells
+    return rows
+
+
+def test_problem_sets_get_harder_and_the_readme_says_how_long_each_takes():
+    """Expected hours never decrease from one set to the next; the README's table has the same
+    hours and points as the notebooks (autograded + by hand)."""
+    hours = [_title_facts(assignment)[0] for assignment in ASSIGNMENTS]
+    assert hours == sorted(hours), f"expected hours per set should not decrease: {hours}"
+    rows = _readme_rows()
+    for assignment in ASSIGNMENTS:
+        assert assignment in rows, f"README's problem-set table has no row for {assignment}"
+        *_, points_cell, hours_cell = rows[assignment]
+        stated_hours, total = _title_facts(assignment)
+        assert float(hours_cell) == stated_hours, (
+            f"{assignment}: README says {hours_cell} hours, the notebook {stated_hours:g}"
+        )
+        source = _source(assignment)
+        auto = sum(
+            nbtools.nbgrader_meta(c)["points"] for c in source.cells if nbtools.is_test_cell(c)
+        )
+        manual = sum(
+            nbtools.nbgrader_meta(c)["points"] for c in source.cells if nbtools.is_written_answer(c)
+        )
+        assert float(total) == auto + manual, (
+            f"{assignment}: the title says {total} points, the cells are worth {auto + manual:g}"
+        )
+        expected_cell = f"{auto:g} + {manual:g} by hand" if manual else f"{auto:g}"
+        assert points_cell == expected_cell, (
+            f"{assignment}: README's points {points_cell!r}, expected {expected_cell!r}"
+        )

@@ -1,0 +1,130 @@
+"""Hidden tests and rubrics (mark schemes) survive the release without false tampering warnings.
+
+`course_tools.hidden_regions.RestoreHiddenRegions` runs before nbgrader's ``OverwriteCells``: an
+untouched released locked cell gets its full source back silently, so the autograde log warns
+"checksum has changed" only for a cell a student really edited. Rubrics in locked question cells
+are cut from the release and the feedback but reach the grader in the autograded notebook.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from traitlets.config import Config, PyFileConfigLoader
+
+from course_tools import grading
+from course_tools import notebooks as nbtools
+from course_tools.hidden_regions import RestoreHiddenRegions, released_source
+
+CHANGED = re.compile(r"Attribute 'checksum' for cell (\S+) has changed")
+
+TEST_SOURCE = (
+    "assert double(2) == 4\n"
+    "### BEGIN HIDDEN TESTS\n"
+    "assert double(-3) == -6, 'negative numbers'\n"
+    "### END HIDDEN TESTS"
+)
+RUBRIC = "RUBRIC-LINE: 1 point for naming the doubling"
+QUESTION_SOURCE = (
+    "Why does `double` double?\n\n"
+    "=== BEGIN MARK SCHEME ===\n"
+    f"{RUBRIC}\n"
+    "=== END MARK SCHEME ===\n\n"
+    "Answer below."
+)
+
+
+def _meta(grade_id, **flags):
+    meta = {"grade": False, "solution": False, "locked": False, "task": False}
+    meta.update(flags, grade_id=grade_id, schema_version=3)
+    return {"nbgrader": meta}
+
+
+def test_released_source_cuts_hidden_tests_and_mark_schemes():
+    assert released_source(TEST_SOURCE) == "assert double(2) == 4"
+    assert released_source(QUESTION_SOURCE) == "Why does `double` double?\n\n\nAnswer below."
+    assert released_source("x = 1") == "x = 1"
+
+
+def test_the_course_config_restores_hidden_regions_before_overwrite_cells():
+    """nbgrader's own sanitize steps, with ours inserted right before OverwriteCells."""
+    from nbgrader.converters import Autograde
+    from nbgrader.preprocessors import OverwriteCells
+
+    config = PyFileConfigLoader(grading.CONFIG_FILE, path=str(grading.REPO_ROOT)).load_config()
+    ours = list(config.Autograde.sanitize_preprocessors)
+    default = list(Autograde(config=Config()).sanitize_preprocessors)
+    position = default.index(OverwriteCells)
+    assert ours == default[:position] + [RestoreHiddenRegions] + default[position:]
+
+
+def _course(course_dir: Path) -> Path:
+    """A one-notebook course: a solution, a test cell with hidden tests, a rubric question."""
+    course = grading.new_course(course_dir, assignments=[])
+    source = new_notebook(
+        cells=[
+            new_code_cell(
+                "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+                metadata=_meta("double", solution=True),
+            ),
+            new_code_cell(
+                TEST_SOURCE, metadata=_meta("test_double", grade=True, locked=True, points=2)
+            ),
+            new_markdown_cell(QUESTION_SOURCE, metadata=_meta("question", locked=True)),
+            new_markdown_cell(
+                "Because it multiplies by 2.",
+                metadata=_meta("answer", grade=True, solution=True, points=1),
+            ),
+        ]
+    )
+    source.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbtools.write_notebook(source, grading.source_notebook(course, "tiny"))
+    grading.generate_release(course, ["tiny"])
+    return course
+
+
+def _submit(course: Path, student: str, solution: str, test_source: str | None = None) -> None:
+    release = nbtools.read_notebook(grading.release_notebook(course, "tiny"))
+    release.cells[0].source = solution
+    if test_source is not None:
+        release.cells[1].source = test_source
+    release.cells[3].source = "It multiplies by two."
+    nbtools.write_notebook(release, course / "submitted" / student / "tiny" / "tiny.ipynb")
+
+
+@pytest.mark.slow
+def test_only_a_tampered_cell_is_reported(tmp_path):
+    course = _course(tmp_path / "course")
+    release_text = grading.release_notebook(course, "tiny").read_text()
+    assert "MARK SCHEME" not in release_text and "RUBRIC-LINE" not in release_text
+    assert "BEGIN HIDDEN TESTS" not in release_text
+
+    right = "def double(x):\n    return x + x"
+    wrong_for_negatives = "def double(x):\n    return abs(x) * 2"
+    _submit(course, "honest", right)
+    _submit(course, "careless", wrong_for_negatives)
+    # edits the visible test so that it passes whatever double does
+    _submit(course, "tamperer", wrong_for_negatives, test_source="assert True")
+    log = grading.run_nbgrader(course, "autograde", "tiny")
+    warned = CHANGED.findall(log.stdout + log.stderr)
+    assert warned == ["test_double"], f"checksum warnings: {warned}"
+
+    scores = grading.read_scores(course)
+    assert scores[("honest", "tiny")].auto_score == 2.0
+    # the hidden test ran for everyone, also where the visible test was replaced
+    assert scores[("careless", "tiny")].auto_score == 0.0
+    assert scores[("tamperer", "tiny")].auto_score == 0.0
+
+    # the grader sees the rubric above the answer (the formgrader shows the autograded notebook)
+    graded = (course / "autograded" / "honest" / "tiny" / "tiny.ipynb").read_text()
+    assert RUBRIC in graded
+    grading.generate_feedback(course, "tiny")
+    feedback = (course / "feedback" / "honest" / "tiny" / "tiny.html").read_text()
+    assert "Why does" in feedback and "RUBRIC-LINE" not in feedback

@@ -9,20 +9,11 @@
 example submissions in a scratch copy of the course (demo_course/).
 """
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (
-    CheckCellMetadata,
-    ClearHiddenTests,
-    ClearMarkScheme,
-    ClearOutput,
-    DeduplicateIds,
-    GetGrades,
-    OverwriteCells,
-    OverwriteKernelspec,
-)
+from pathlib import Path
 
-from course_tools.feedback import HideHiddenTestTracebacks
-from course_tools.hidden_regions import RestoreHiddenRegions
+import nbgrader
+
+import course_tools
 
 c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
 
@@ -52,14 +43,15 @@ c.ClearMarkScheme.enforce_metadata = False
 # --- autograding ---------------------------------------------------------------------------
 # nbgrader's sanitize steps with RestoreHiddenRegions before OverwriteCells: an untouched released
 # test cell gets its hidden tests back silently, so "checksum has changed" means real tampering
-# (course_tools/hidden_regions.py; nbgrader#1961).
+# (course_tools/hidden_regions.py; nbgrader#1961). Preprocessors are named by import path: the
+# formgrader shows its configuration as JSON, which class objects are not.
 c.Autograde.sanitize_preprocessors = [
-    ClearOutput,
-    DeduplicateIds,
-    OverwriteKernelspec,
-    RestoreHiddenRegions,
-    OverwriteCells,
-    CheckCellMetadata,
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "course_tools.hidden_regions.RestoreHiddenRegions",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # Seconds per cell. Every test cell is meant to finish well under 30 s on a 2-core CPU; the
 # training notebook shortens its schedule when NBGRADER_EXECUTION is set. 120 s leaves room for
@@ -78,8 +70,11 @@ c.IgnorePattern.pattern = r"(?s).*"
 # course_tools.policy checks every student code cell before grading runs it (threat model and
 # rules: docs/grading-policy.md; defaults: course_tools/policy/config.py). numpy computes a
 # convolution outside PyTorch's dispatcher, where the hidden tests' operator checks cannot see it.
+# Problem set 5's locked data cell drops the 1,000 held-out digits; loading the set again would let
+# a student train on the digits that grade them.
 c.SubmissionPolicy.assignment_denied_names = {
     "ps1_convolution": ["numpy.convolve", "numpy.correlate"],
+    "ps5_train_cnn": ["course_lib.data.load_mnist_5k"],
 }
 
 # --- feedback ------------------------------------------------------------------------------
@@ -87,10 +82,22 @@ c.SubmissionPolicy.assignment_denied_names = {
 # so the default feedback HTML would reveal the hidden tests. Strip their source, and cut the
 # tracebacks of test cells down to the error message: IPython prints the lines around the
 # failing line, which may be hidden asserts.
+# Named by import path, not as classes: the formgrader shows its configuration as JSON and logs
+# "Formgrader config is not serializable" for class objects.
 c.GenerateFeedback.preprocessors = [
-    GetGrades,
-    HideHiddenTestTracebacks,
-    ClearHiddenTests,
-    ClearMarkScheme,
-    CSSHTMLHeaderPreprocessor,
+    "nbgrader.preprocessors.GetGrades",
+    "course_tools.feedback.HideHiddenTestTracebacks",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+
+# --- formulas offline ----------------------------------------------------------------------
+# Feedback HTML and formgrader pages load MathJax from the Jupyter server (jupyter_server_mathjax)
+# instead of a CDN: course_tools/templates/base/mathjax.html.j2 replaces nbconvert's macro. It must
+# come before nbgrader's own templates, which are listed again here because setting this option
+# replaces nbgrader's default.
+c.HTMLExporter.extra_template_basedirs = [
+    str(Path(course_tools.__file__).parent / "templates"),
+    str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates"),
 ]

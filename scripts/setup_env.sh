@@ -29,5 +29,7 @@ else
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q $TORCH_SPEC -e ".[dev]"
     printf '%s' "$WANT" > "$STAMP"
 fi
-# A Jupyter kernel named after the course, so notebooks find this environment.
-"$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cnn-course)" >/dev/null
+# The environment's Jupyter kernel, under the name and display name the course notebooks store
+# ("python3", "Python 3 (ipykernel)"): another display name makes JupyterLab rewrite the notebook's
+# metadata on opening, so every notebook would open as modified.
+"$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from traitlets.config import Config, PyFileConfigLoader
+from traitlets.utils.importstring import import_item
 
 from course_tools import grading
 from course_tools import notebooks as nbtools
@@ -55,7 +56,10 @@ def test_the_course_config_restores_hidden_regions_before_overwrite_cells():
     from nbgrader.preprocessors import OverwriteCells
 
     config = PyFileConfigLoader(grading.CONFIG_FILE, path=str(grading.REPO_ROOT)).load_config()
-    ours = list(config.Autograde.sanitize_preprocessors)
+    ours = [
+        import_item(pp) if isinstance(pp, str) else pp
+        for pp in config.Autograde.sanitize_preprocessors
+    ]
     default = list(Autograde(config=Config()).sanitize_preprocessors)
     position = default.index(OverwriteCells)
     assert ours == default[:position] + [RestoreHiddenRegions] + default[position:]
@@ -128,3 +132,21 @@ def test_only_a_tampered_cell_is_reported(tmp_path):
     grading.generate_feedback(course, "tiny")
     feedback = (course / "feedback" / "honest" / "tiny" / "tiny.html").read_text()
     assert "Why does" in feedback and "RUBRIC-LINE" not in feedback
+
+
+@pytest.mark.slow
+def test_grading_a_shipped_example_logs_no_checksum_warning(tmp_path):
+    """The shipped examples leave every locked cell as released: their autograde log has no
+    "checksum has changed" warning (before the fix, every test cell of every example had one)."""
+    assignment = "ps4_optimizers"  # the quickest to grade; every test cell has hidden tests
+    course = grading.new_course(tmp_path / "course", assignments=[assignment])
+    grading.generate_release(course, [assignment])
+    grading.register(course, [assignment], ["example-complete"])
+    examples = grading.REPO_ROOT / grading.EXAMPLES_DIR / "submissions"
+    grading.copy_submissions(examples, course, [assignment])
+    log = grading.run_nbgrader(course, "autograde", assignment, "--student=example-complete")
+    assert not CHANGED.findall(log.stdout + log.stderr), "a released cell looked tampered with"
+    graded = course / "autograded" / "example-complete" / assignment / f"{assignment}.ipynb"
+    assert "BEGIN HIDDEN TESTS" in graded.read_text(), "the hidden tests were restored and ran"
+    score = grading.read_scores(course)[("example-complete", assignment)]
+    assert score.auto_score == score.auto_max

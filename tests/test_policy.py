@@ -531,18 +531,21 @@ def test_reading_test_variables_is_caught():
         "test-variable"
     ]
     # Held-out data of problem set 5, from inside a function the test calls.
-    code = "def predict(model, images, batch_size=256):\n    return held_out_labels"
+    code = "def predict(model, images, batch_size=256):\n    return held_out_score"
     assert rules("ps5_train_cnn", code, after="predict") == ["test-variable"]
 
 
 def test_rebinding_between_test_cells_is_caught_only_where_a_test_reads_it():
-    # test_accuracy_90 reads held_out_accuracy, computed by test_accuracy_80.
-    assert rules("ps5_train_cnn", "held_out_accuracy = 1.0", after="test_accuracy_80") == [
+    # test_accuracy_90 reads held_out_score, computed by test_accuracy_80.
+    assert rules("ps5_train_cnn", "held_out_score = 1.0", after="test_accuracy_80") == [
         "protected-name"
     ]
-    # The training cell reads EPOCHS; after it, nothing does.
-    assert rules("ps5_train_cnn", "EPOCHS = 50", after="make_optimizer") == ["protected-name"]
-    assert rules("ps5_train_cnn", "EPOCHS = 50", after="test_accuracy_93") == []
+    # The compute budget is the instructor's: the training cell and a hidden test read it.
+    assert rules("ps5_train_cnn", "BUDGET = 10**12", after="training_choices") == [
+        "protected-name"
+    ]
+    # EPOCHS is the student's own choice, in their cell or any later one.
+    assert rules("ps5_train_cnn", "EPOCHS = 50", after="training_choices") == []
     # Looking at the trained model after the training cell is fine.
     assert rules("ps5_train_cnn", "print(model)", after="train") == []
 
@@ -664,3 +667,9 @@ def test_the_course_config_configures_the_policy():
     ps = "ps1_convolution"
     nb = with_cell(ps, "import numpy as np\nnp.correlate([1, 2], [1])")
     assert [v.rule for v in check_notebook(nb, ps, config, source=source(ps))] == ["denied-name"]
+    # Problem set 5's locked data cell drops the 1,000 held-out digits: loading the set again
+    # (to train on them) is denied in the student's cells.
+    ps = "ps5_train_cnn"
+    code = "from course_lib.data import load_mnist_5k\nall_images, all_labels = load_mnist_5k()"
+    nb = with_cell(ps, code, after="training_choices")
+    assert "denied-name" in {v.rule for v in check_notebook(nb, ps, config, source=source(ps))}

@@ -17,6 +17,9 @@ demo: setup
 	$(BIN)/python -m course_tools.grading demo
 
 ## every test: library, notebooks (nbval), grading pipeline
+# Without a GPU, tests/test_kernels.py and lectures/A1_gpu_convolution.ipynb run the Triton
+# kernels in Triton's interpreter: each sets TRITON_INTERPRET=1 itself before the first kernel
+# import (Triton ships with PyTorch's Linux wheels), so nothing needs exporting here.
 test: setup
 	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n 2 --dist loadfile tests lectures solutions \
 		--nbval --nbval-current-env --nbval-cell-timeout=600 \
@@ -26,10 +29,17 @@ test: setup
 test-fast: setup
 	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n 2 tests -m "not slow"
 
-## re-execute the lecture and solution notebooks in place (after editing them)
-lectures: setup
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.store_widget_state=False lectures/*.ipynb solutions/*/*.ipynb
+## re-execute the lecture and solution notebooks in place (after editing them); lectures (and
+## their answer keys) are stamped with the code they ran, and tests/test_lectures.py fails when a
+## stored notebook is older than its code. One notebook:
+##   make lectures NOTEBOOKS=lectures/01_convolution.ipynb SOLUTION_NOTEBOOKS=
+## (LECTURES_SETUP= skips the environment check, for an environment made some other way.)
+NOTEBOOKS ?= $(wildcard lectures/*.ipynb lectures/answers/*.ipynb)
+SOLUTION_NOTEBOOKS ?= $(wildcard solutions/*/*.ipynb)
+LECTURES_SETUP ?= setup
+lectures: $(LECTURES_SETUP)
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m course_tools.execute $(NOTEBOOKS)
+	$(if $(strip $(SOLUTION_NOTEBOOKS)),OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m course_tools.execute --no-stamp $(SOLUTION_NOTEBOOKS))
 
 ## regenerate the committed student release in assignments/ from solutions/
 release: setup

@@ -10,6 +10,7 @@
     plot      image grids, feature maps, filters, curves, optimizer trajectories
     checks    helpers for autograded tests (clear failure messages, forbidden calls)
     source    ``show_source``: the real code of an implementation, shown in a lecture
+    transfer  a pretrained CNN, linear probes and fine-tuning on a new task (lecture 6)
     receptive receptive fields layer by layer and from gradients, the effective receptive field
     weight_init  Xavier and He initialisation, per-layer signal statistics
     schedules learning-rate schedules, per-step training, mini-batch gradient noise
@@ -38,6 +39,7 @@ _SUBMODULES = (
     "plot",
     "checks",
     "source",
+    "transfer",
     "receptive",
     "weight_init",
     "schedules",

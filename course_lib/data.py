@@ -9,6 +9,7 @@ functions that need them, so ``import course_lib.data`` stays cheap.
     offline CIFAR-sized stand-in            synthetic_cifar, SYNTHETIC_CLASSES
     plumbing                                split_dataset, make_loader, TransformedDataset,
                                             train_augmentation, normalize_transform
+    new tasks from old data                 class_subset, few_per_class
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ __all__ = [
     "SYNTHETIC_CLASSES",
     "TransformedDataset",
     "cifar10_available",
+    "class_subset",
     "data_root",
+    "few_per_class",
     "load_cifar10",
     "load_digits_tensors",
     "load_mnist_5k",
@@ -380,13 +383,18 @@ def make_loader(
     seed: int = 0,
     num_workers: int = 0,
     drop_last: bool = False,
+    pin_memory: bool | None = None,
 ) -> DataLoader:
     """A ``DataLoader`` whose shuffling order is fixed by ``seed`` (its own generator).
 
     ``num_workers=0`` loads in the main process: on small tensor datasets this is the fastest
-    and works in notebooks on every platform.
+    and works in notebooks on every platform. ``pin_memory`` (default: whether a CUDA GPU is
+    present) puts each batch in page-locked host memory, from which the GPU can copy while it
+    computes (``tensor.to("cuda", non_blocking=True)``, as ``course_lib.train`` does).
     """
     generator = torch.Generator().manual_seed(seed)
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -394,6 +402,7 @@ def make_loader(
         num_workers=num_workers,
         drop_last=drop_last,
         generator=generator,
+        pin_memory=pin_memory,
     )
 
 
@@ -445,3 +454,63 @@ class TransformedDataset(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, label
+
+
+# ----------------------------------------------------------------------------------------------
+# Class subsets and few-label draws (the transfer-learning experiment of lecture 6)
+# ----------------------------------------------------------------------------------------------
+
+
+def _image_label_tensors(dataset: object, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(dataset, TensorDataset) or len(dataset.tensors) != 2:
+        raise TypeError(
+            f"{name} must be a TensorDataset of (images, labels), e.g. from synthetic_cifar; "
+            f"got {type(dataset).__name__}"
+        )
+    images, labels = dataset.tensors
+    if labels.dim() != 1 or labels.is_floating_point():
+        raise ValueError(f"the labels of {name} must be a 1-D integer tensor; got {labels.dtype}")
+    return images, labels
+
+
+def class_subset(dataset: TensorDataset, classes: Sequence[int]) -> TensorDataset:
+    """The examples of ``classes`` only, relabelled ``0 .. len(classes) - 1`` in the order given.
+
+    ``class_subset(synthetic_cifar(), (5, 6, 7, 8, 9))`` keeps the five texture classes and
+    calls them 0..4 (a new task with its own classifier). Images keep their order.
+    """
+    images, labels = _image_label_tensors(dataset, "dataset")
+    classes = [int(c) for c in classes]
+    if not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be distinct class indices; got {classes}")
+    missing = [c for c in classes if not bool((labels == c).any())]
+    if missing:
+        raise ValueError(f"classes {missing} do not occur in the dataset's labels")
+    new_label = torch.full((int(labels.max()) + 1,), -1, dtype=torch.int64)
+    new_label[torch.tensor(classes)] = torch.arange(len(classes))
+    keep = new_label[labels] >= 0
+    return TensorDataset(images[keep], new_label[labels[keep]])
+
+
+def few_per_class(dataset: TensorDataset, per_class: int, seed: int = 0) -> TensorDataset:
+    """``per_class`` randomly drawn examples of every class: a small labelled training set.
+
+    The same ``seed`` draws the same examples; a larger ``per_class`` with the same seed
+    keeps the examples of the smaller draw (each class's order is one fixed permutation).
+    Raises ValueError when a class has fewer than ``per_class`` examples.
+    """
+    images, labels = _image_label_tensors(dataset, "dataset")
+    from course_lib._validate import check_int
+
+    check_int(per_class, "per_class", 1)
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in labels.unique().tolist():
+        members = torch.nonzero(labels == label).flatten()
+        if len(members) < per_class:
+            raise ValueError(
+                f"class {label} has only {len(members)} examples; per_class={per_class} needs more"
+            )
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    index = torch.cat(chosen)
+    return TensorDataset(images[index], labels[index])

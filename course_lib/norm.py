@@ -18,14 +18,25 @@ with the biased one::
 
 In evaluation mode the running statistics replace ``mu_c`` and ``var_c``, so the layer becomes
 a fixed per-channel affine map.
+
+How it is computed: the statistics take two passes over the batch (the sum, then the squares
+of the centred values), after which ``y = scale_c * x + shift_c`` with
+``scale_c = gamma_c / sqrt(var_c + eps)`` and ``shift_c = beta_c - mu_c * scale_c`` folded into
+two numbers per channel, as PyTorch does. Each pass works through the batch a few images at a
+time (``course_lib._chunks``), so no temporary as large as the input is ever made. In training
+mode the backward pass is written by hand (:func:`batch_norm_backward`'s formula) and reuses
+the mean and ``1/sqrt(var + eps)`` that the forward pass saved.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
+from course_lib._chunks import batch_pieces
 from course_lib._validate import check_same_device_dtype, check_tensor
+from course_lib.kernels import use_triton
 
 __all__ = [
     "batch_statistics",
@@ -105,6 +116,11 @@ def _reduce_dims(x: torch.Tensor) -> tuple[int, ...]:
     return (0,) + tuple(range(2, x.dim()))
 
 
+def _needs_grad(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd will want gradients of any of these tensors."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """View a (C,) vector as (1, C) or (1, C, 1, 1) so that it broadcasts against x."""
     return v.reshape((1, -1) + (1,) * (x.dim() - 2))
@@ -117,16 +133,34 @@ def batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel batch mean and *biased* variance of ``x: (N, D) or (N, C, H, W)``.
 
     ``mu_c = 1/m sum x``, ``var_c = 1/m sum (x - mu_c)^2`` over every axis but the channel
-    axis (``m = N`` or ``N*H*W``). Returns two ``(C,)`` tensors. Vectorized: one reduction each.
+    axis (``m = N`` or ``N*H*W``). Returns two ``(C,)`` tensors.
     """
-    x = _check_input(x)
-    dims = _reduce_dims(x)
-    mean = x.mean(dim=dims)
-    var = (x - _per_channel(mean, x)).square().mean(dim=dims)
-    return mean, var
+    return _statistics(_check_input(x))
 
 
-@torch.no_grad()
+def _statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, biased var)``: the textbook two passes over ``x``, a few images at a time.
+
+    Pass 1 sums ``x`` (the mean); pass 2 centres each piece and adds up its squares while the
+    piece is still in the CPU's cache (see ``course_lib._chunks``). Squaring *centred*
+    values keeps the variance accurate even when the mean is much larger than the spread
+    (``E[x^2] - E[x]^2`` would cancel catastrophically).
+    """
+    dims, m = _reduce_dims(x), _values_per_channel(x)
+    pieces = [piece for (piece,) in batch_pieces(x)]
+    total = pieces[0].sum(dim=dims)
+    for piece in pieces[1:]:
+        total += piece.sum(dim=dims)
+    mean = total / m
+    centre = _per_channel(mean, x)
+    scratch = torch.empty_like(pieces[0])  # one buffer for every piece's squares
+    squares = 0
+    for piece in pieces:
+        deviations = torch.sub(piece, centre, out=scratch[: len(piece)])
+        squares = squares + deviations.square_().sum(dim=dims)
+    return mean, squares / m
+
+
 def _update_running_stats(
     running_mean: torch.Tensor,
     running_var: torch.Tensor,
@@ -135,10 +169,120 @@ def _update_running_stats(
     m: int,
     momentum: float,
 ) -> None:
-    """Exponential moving averages, in place; the variance is made unbiased first (m/(m-1))."""
-    unbiased_var = batch_var * (m / (m - 1))
-    running_mean.mul_(1.0 - momentum).add_(batch_mean, alpha=momentum)
-    running_var.mul_(1.0 - momentum).add_(unbiased_var, alpha=momentum)
+    """Exponential moving averages, in place; the variance is made unbiased first (m/(m-1)).
+
+    ``running.lerp_(batch, momentum)`` is ``running + momentum * (batch - running)``, i.e.
+    ``(1 - momentum) * running + momentum * batch`` in one operation. (No gradient flows:
+    the batch statistics come without one.)
+    """
+    running_mean.lerp_(batch_mean, momentum)
+    running_var.lerp_(batch_var * (m / (m - 1)), momentum)
+
+
+def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
+    """``scale_c * x + shift_c`` per channel (no autograd), a few images at a time.
+
+    One multiply and one in-place add per piece (the add finds the product in cache); the
+    only tensor of x's size that is allocated is the result.
+    """
+    out = torch.empty_like(x)
+    scale = _per_channel(scale, x)
+    shift = None if shift is None else _per_channel(shift, x)
+    for x_piece, out_piece in batch_pieces(x, out):
+        torch.mul(x_piece, scale, out=out_piece)
+        if shift is not None:
+            out_piece += shift
+    return out
+
+
+def _input_gradient(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    inv_std: torch.Tensor,
+    gamma: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(grad_x, grad_gamma, grad_beta)`` from the input, its mean and ``1/sqrt(var + eps)``.
+
+    With ``x_hat = (x - mu) * inv_std``::
+
+        grad_beta  = sum(g)
+        grad_gamma = sum(g * x_hat) = inv_std * sum(g * (x - mu))
+        grad_x     = gamma * inv_std / m * (m * g - grad_beta - x_hat * grad_gamma)
+                   = scale * ((x - mu) * k + g) + shift,   with  scale = gamma * inv_std,
+                     k = -inv_std^2 * sum(g * (x - mu)) / m,  shift = -scale * grad_beta / m
+
+    One pass for the two sums and one for ``grad_x``, a few images at a time (neither
+    ``x - mu`` nor ``x_hat`` is ever stored whole); like the forward pass, the second folds
+    ``mu`` into a per-channel constant: ``grad_x = (scale*k) * x + constant + scale * g``.
+    """
+    dims, m = _reduce_dims(x), _values_per_channel(x)
+    pieces = batch_pieces(grad_out, x)
+    scratch = torch.empty_like(pieces[0][1])  # one buffer for every piece's products
+    grad_beta, dot = 0, 0
+    for g_piece, x_piece in pieces:  # pass 1: sum(g) and sum(g * (x - mu)) per channel
+        grad_beta = grad_beta + g_piece.sum(dim=dims)
+        product = torch.sub(x_piece, _per_channel(mean, x), out=scratch[: len(x_piece)])
+        dot = dot + product.mul_(g_piece).sum(dim=dims)
+    grad_gamma = dot * inv_std
+    scale = inv_std if gamma is None else gamma * inv_std
+    k = -inv_std.square() * dot / m
+    shift = -scale * grad_beta / m
+    # pass 2: grad_x = scale*k * x + (shift - scale*k*mu) + scale * g
+    x_coefficient = _per_channel(scale * k, x)
+    constant = _per_channel(shift - scale * k * mean, x)
+    scale = _per_channel(scale, x)
+    grad_x = torch.empty_like(x)
+    for g_piece, x_piece, piece in batch_pieces(grad_out, x, grad_x):
+        torch.mul(x_piece, x_coefficient, out=piece).add_(constant).addcmul_(g_piece, scale)
+    return grad_x, grad_gamma, grad_beta
+
+
+def _train_forward(
+    x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training-mode forward pass: ``(y, mean, biased var, 1/sqrt(var + eps))``."""
+    if use_triton(x):  # one fused kernel: statistics and normalization
+        from course_lib.kernels import batch_norm_forward
+
+        out, mean, var = batch_norm_forward(x, gamma, beta, eps)
+        mean, var = mean.to(x.dtype), var.to(x.dtype)
+        return out, mean, var, torch.rsqrt(var + eps)
+    mean, var = _statistics(x)
+    inv_std = torch.rsqrt(var + eps)
+    # y = scale * (x - mu) + beta = scale * x + (beta - scale * mu), as PyTorch computes it
+    scale = inv_std if gamma is None else gamma * inv_std
+    shift = -mean * scale if beta is None else beta - mean * scale
+    return _affine(x, scale, shift), mean, var, inv_std
+
+
+class _BatchNormTrainFunction(torch.autograd.Function):
+    """Training-mode batch norm as one autograd node.
+
+    The forward pass saves the input (as ``F.batch_norm`` does), the batch mean and
+    ``1/sqrt(var + eps)``; the backward pass (:func:`_input_gradient`) reuses them instead of
+    recomputing the statistics.
+    """
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, eps):  # noqa: D102
+        out, mean, var, inv_std = _train_forward(x, gamma, beta, eps)
+        ctx.save_for_backward(x, mean, inv_std, gamma)
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out, _grad_mean, _grad_var):  # noqa: D102
+        x, mean, inv_std, gamma = ctx.saved_tensors
+        grad_x, grad_gamma, grad_beta = _input_gradient(grad_out, x, mean, inv_std, gamma)
+        needs_x, needs_gamma, needs_beta = ctx.needs_input_grad[:3]
+        return (
+            grad_x if needs_x else None,
+            grad_gamma if needs_gamma else None,
+            grad_beta if needs_beta else None,
+            None,
+        )
 
 
 def batch_norm(
@@ -163,8 +307,12 @@ def batch_norm(
       channel), exactly as ``torch.nn.functional.batch_norm`` does.
     * ``training=False``: ``mu, var = running_mean, running_var`` (both required).
 
-    ``gamma=None`` / ``beta=None`` mean 1 / 0 (``affine=False``). Autograd works through
-    every operation; :func:`batch_norm_backward` derives the same gradient by hand.
+    ``gamma=None`` / ``beta=None`` mean 1 / 0 (``affine=False``). Both modes compute
+    ``y = scale_c * (x - mu_c) + beta_c`` with ``scale = gamma / sqrt(var + eps)`` folded into one
+    number per channel first (a single multiply-add per value; in eval mode ``mu_c`` moves
+    into the shift as well). In training mode the backward pass is
+    :func:`batch_norm_backward`'s formula, reusing the statistics saved by the forward pass
+    (first derivatives only); in eval mode autograd differentiates the affine map.
     """
     x = _check_input(x)
     gamma = _check_per_channel(x, "gamma", gamma)
@@ -179,26 +327,31 @@ def batch_norm(
 
     if training:
         _check_enough_values(x)
-        mean, var = batch_statistics(x)
+        if _needs_grad(x, gamma, beta):
+            out, mean, var = _BatchNormTrainFunction.apply(x, gamma, beta, eps)
+        else:  # nothing to differentiate: no autograd node, nothing saved
+            out, mean, var, _ = _train_forward(x, gamma, beta, eps)
         if running_mean is not None:
             _update_running_stats(
                 running_mean, running_var, mean, var, _values_per_channel(x), momentum
             )
-    else:
-        if running_mean is None:
-            raise ValueError(
-                "evaluation mode (training=False) normalizes with running_mean and running_var; "
-                "got None. Pass the running statistics or use training=True."
-            )
-        mean, var = running_mean, running_var
+        return out
+    if running_mean is None:
+        raise ValueError(
+            "evaluation mode (training=False) normalizes with running_mean and running_var; "
+            "got None. Pass the running statistics or use training=True."
+        )
+    # y = scale * x + (beta - scale * running_mean): a fixed per-channel affine map
+    inv_std = torch.rsqrt(running_var + eps)
+    scale = inv_std if gamma is None else gamma * inv_std
+    shift = -running_mean * scale if beta is None else beta - running_mean * scale
+    if _needs_grad(x, gamma, beta):  # let autograd differentiate the affine map
+        return x * _per_channel(scale, x) + _per_channel(shift, x)
+    if use_triton(x):
+        from course_lib.kernels import batch_norm_eval
 
-    x_hat = (x - _per_channel(mean, x)) / torch.sqrt(_per_channel(var, x) + eps)
-    out = x_hat
-    if gamma is not None:
-        out = out * _per_channel(gamma, x)
-    if beta is not None:
-        out = out + _per_channel(beta, x)
-    return out
+        return batch_norm_eval(x, scale, shift)
+    return _affine(x, scale, shift)
 
 
 def batch_norm_backward(
@@ -217,7 +370,9 @@ def batch_norm_backward(
         grad_x     = gamma / (m * sqrt(var + eps)) * (m * grad_out - grad_beta - x_hat * grad_gamma)
 
     The compact ``grad_x`` formula collects the three paths from ``x`` to the loss (directly,
-    through ``mu`` and through ``var``) into one line.
+    through ``mu`` and through ``var``) into one line. This function recomputes ``mu`` and
+    ``var`` from ``x``; inside :func:`batch_norm` the same formula reuses what the forward
+    pass saved.
 
     Shapes: ``grad_out, x: (N, D)`` or ``(N, C, H, W)``, ``gamma: (C,)`` (None means 1).
     Returns ``(grad_x, grad_gamma, grad_beta)`` with shapes ``x.shape, (C,), (C,)``.
@@ -232,20 +387,8 @@ def batch_norm_backward(
     gamma = _check_per_channel(x, "gamma", gamma)
     eps = _check_eps(eps)
     _check_enough_values(x)
-
-    dims = _reduce_dims(x)
-    m = _values_per_channel(x)
-    mean, var = batch_statistics(x)
-    inv_std = torch.rsqrt(var + eps)
-    x_hat = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
-
-    grad_beta = grad_out.sum(dim=dims)
-    grad_gamma = (grad_out * x_hat).sum(dim=dims)
-    scale = inv_std / m if gamma is None else gamma * inv_std / m
-    grad_x = _per_channel(scale, x) * (
-        m * grad_out - _per_channel(grad_beta, x) - x_hat * _per_channel(grad_gamma, x)
-    )
-    return grad_x, grad_gamma, grad_beta
+    mean, var = _statistics(x)
+    return _input_gradient(grad_out, x, mean, torch.rsqrt(var + eps), gamma)
 
 
 # ----------------------------------------------------------------------------------------------

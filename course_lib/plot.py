@@ -8,7 +8,7 @@ time, or end the cell with ``plt.show()``. matplotlib is imported inside the fun
 
     show_images          a grid of (N, 1|3, H, W) images
     show_feature_maps    the channels of one activation (C, H, W), each with its own scale
-    show_filters         the filters (F, C, KH, KW) of a conv layer, each normalized for display
+    show_filters         the filters (C_out, C_in, K_h, K_w) of a conv layer, own or shared scale
     show_sliding_windows where a conv / pooling window sits for chosen output cells (small grids)
     show_jpeg            display a photo-heavy figure as JPEG (small stored notebooks)
     plot_history         loss and accuracy per epoch for one or several training runs
@@ -161,17 +161,25 @@ def show_filters(
     ncols: int = 8,
     suptitle: str | None = None,
     channel: int | None = None,
+    scale: str = "each",
 ) -> Figure:
-    """The filters of a conv layer, ``weight: (F, C, KH, KW)``, one image per filter.
+    """The filters of a conv layer, ``weight: (C_out, C_in, K_h, K_w)``, one image per filter.
 
-    Each filter is min-max normalized on its own, ``(w - min) / (max - min)``, so the
-    pattern shows whatever its scale (mid-gray = the filter's middle value, not zero).
-    ``C = 3`` filters are drawn in colour (first-layer filters look at RGB), ``C = 1`` in
-    gray; for other ``C`` the mean over input channels is drawn, or input ``channel`` if given.
+    ``C_in = 3`` filters are drawn in colour (first-layer filters look at RGB), ``C_in = 1`` as
+    one map; for other ``C_in`` the mean over input channels is drawn, or input ``channel``.
+
+    ``scale="each"``: each filter is min-max normalized on its own, ``(w - min) / (max - min)``,
+    so the pattern shows whatever its scale (mid-gray = that filter's middle value, not zero).
+    ``scale="shared"``: one scale for all filters, symmetric about zero, so filters can be
+    compared and the sign is visible: single maps use a diverging colour map (red > 0, white = 0,
+    blue < 0) with a colour bar in weight units; RGB filters are drawn as
+    ``0.5 + w / (2 max|w|)`` per channel (mid-gray = 0).
     """
     weight = torch.as_tensor(weight).detach().cpu().float()
     if weight.dim() != 4:
-        raise ValueError(f"weight must be (F, C, KH, KW); got shape {tuple(weight.shape)}")
+        raise ValueError(f"weight must be (C_out, C_in, K_h, K_w); got shape {tuple(weight.shape)}")
+    if scale not in ("each", "shared"):
+        raise ValueError(f"scale must be 'each' or 'shared'; got {scale!r}")
     if channel is not None:
         shown, what = weight[:, channel : channel + 1], f"input channel {channel}"
     elif weight.shape[1] in (1, 3):
@@ -179,11 +187,24 @@ def show_filters(
     else:
         shown, what = weight.mean(dim=1, keepdim=True), f"mean of {weight.shape[1]} channels"
     _, _, kh, kw = weight.shape
-    default_title = f"{weight.shape[0]} filters {kh}x{kw} ({what}, each normalized)"
+    how = (
+        "each normalized"
+        if scale == "each"
+        else "one scale, 0 = " + ("mid-gray" if shown.shape[1] == 3 else "white")
+    )
+    default_title = f"{weight.shape[0]} filters {kh}x{kw} ({what}, {how})"
     fig, axes = _image_grid(shown.shape[0], ncols, suptitle or default_title)
+    limit = max(float(shown.abs().max()), 1e-12)
     for index, (ax, kernel) in enumerate(zip(axes, shown, strict=True)):
-        _draw_image(ax, kernel, normalize=True)
+        if scale == "each":
+            _draw_image(ax, kernel, normalize=True)
+        elif kernel.shape[0] == 3:
+            ax.imshow((0.5 + kernel / (2 * limit)).permute(1, 2, 0).numpy())
+        else:
+            image = ax.imshow(kernel[0].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(f"filter {index}", fontsize=8)
+    if scale == "shared" and shown.shape[1] == 1:
+        fig.colorbar(image, ax=axes, label="weight", shrink=0.9, aspect=12)
     return fig
 
 
@@ -193,11 +214,14 @@ def _draw_number_grid(
     left: float,
     window: tuple[int, int, int, int],
     border: int = 0,
+    dilation: tuple[int, int] = (1, 1),
 ) -> None:
     """Draw ``values: (R, C)`` as squares with numbers from x = ``left``; outline ``window``.
 
-    ``window = (top, left, height, width)`` in cells is outlined in red; cells within
-    ``border`` of the edge (zero padding) are shaded grey.
+    ``window = (top, left, K_h, K_w)`` in cells is outlined in red; with ``dilation = (D_h, D_w)``
+    other than 1 each of its ``K_h * K_w`` taps (every ``D``-th cell) is outlined instead, and
+    the area it spans, ``D (K - 1) + 1`` cells, is dashed. Cells within ``border`` of the edge
+    (zero padding) are shaded grey.
     """
     from matplotlib.patches import Rectangle
 
@@ -224,11 +248,38 @@ def _draw_number_grid(
                 fontsize=9,
             )
     top, window_left, height, width = window
+    if dilation == (1, 1):
+        ax.add_patch(
+            Rectangle(
+                (left + window_left, top), width, height, fill=False, edgecolor="red", linewidth=2.5
+            )
+        )
+        return
+    dil_h, dil_w = dilation
+    span_h, span_w = dil_h * (height - 1) + 1, dil_w * (width - 1) + 1
     ax.add_patch(
         Rectangle(
-            (left + window_left, top), width, height, fill=False, edgecolor="red", linewidth=2.5
+            (left + window_left, top),
+            span_w,
+            span_h,
+            fill=False,
+            edgecolor="red",
+            linestyle="--",
+            linewidth=1.2,
         )
     )
+    for u in range(height):
+        for v in range(width):
+            ax.add_patch(
+                Rectangle(
+                    (left + window_left + v * dil_w, top + u * dil_h),
+                    1,
+                    1,
+                    facecolor=(1.0, 0.0, 0.0, 0.15),
+                    edgecolor="red",
+                    linewidth=2.0,
+                )
+            )
 
 
 def show_sliding_windows(
@@ -240,15 +291,18 @@ def show_sliding_windows(
     positions: Sequence[tuple[int, int]] | None = None,
     ncols: int = 2,
     suptitle: str | None = None,
+    dilation: int | tuple[int, int] = 1,
 ) -> Figure:
     """Where a convolution or pooling window sits for chosen output cells (teaching figure).
 
     One panel per output cell ``(i, j)``: the input grid ``x: (H, W)`` with ``padding`` rows
     and columns of zeros shaded grey around it and the window outlined in red, its top-left
-    padded cell being ``(i*S, j*S)``; next to it the output grid ``out: (OH, OW)`` with cell
-    ``(i, j)`` outlined. Every value is written in its square, so keep grids small (about
-    8 x 8 at most). ``out`` is whatever the operation produced (``corr2d``, ``max_pool2d``...);
-    the figure does not recompute it. ``positions`` defaults to every output cell, at most 8.
+    padded cell being ``(i*S, j*S)``; next to it the output grid ``out: (H_out, W_out)`` with
+    cell ``(i, j)`` outlined. With ``dilation`` D > 1 the kernel's taps are every D-th cell:
+    each tap is outlined and the ``D (K - 1) + 1`` cells they span are dashed. Every value is
+    written in its square, so keep grids small (about 8 x 8 at most). ``out`` is whatever the
+    operation produced (``corr2d``, ``max_pool2d``...); the figure does not recompute it.
+    ``positions`` defaults to every output cell, at most 8.
     """
     import matplotlib.pyplot as plt
 
@@ -258,6 +312,8 @@ def show_sliding_windows(
     check_tensor(out, "out", 2, layout="(OH, OW)", floating=False)
     kernel_h, kernel_w = pair(kernel_size, "kernel_size", 1)
     stride_h, stride_w = pair(stride, "stride", 1)
+    dil_h, dil_w = pair(dilation, "dilation", 1)
+    span_h, span_w = dil_h * (kernel_h - 1) + 1, dil_w * (kernel_w - 1) + 1
     check_int(padding, "padding", 0)
     check_int(ncols, "ncols", 1)
     out_h, out_w = out.shape
@@ -272,11 +328,11 @@ def show_sliding_windows(
             raise ValueError(
                 f"position {(i, j)} is outside the output grid of shape {(out_h, out_w)}"
             )
-        if i * stride_h + kernel_h > padded_h or j * stride_w + kernel_w > padded_w:
+        if i * stride_h + span_h > padded_h or j * stride_w + span_w > padded_w:
             raise ValueError(
                 f"the window of output cell {(i, j)} (kernel {(kernel_h, kernel_w)}, stride "
-                f"{(stride_h, stride_w)}) does not fit the padded input {(padded_h, padded_w)}; "
-                f"check kernel_size, stride and padding"
+                f"{(stride_h, stride_w)}, dilation {(dil_h, dil_w)}) does not fit the padded "
+                f"input {(padded_h, padded_w)}; check kernel_size, stride, padding and dilation"
             )
     gap = 1.5  # empty columns between the input grid and the output grid
     ncols = min(ncols, len(positions))
@@ -296,7 +352,14 @@ def show_sliding_windows(
         ax.remove()
     values_out = out.detach().cpu().double()
     for ax, (i, j) in zip(axes.flat[: len(positions)], positions, strict=True):
-        _draw_number_grid(ax, x_pad, 0, (i * stride_h, j * stride_w, kernel_h, kernel_w), padding)
+        _draw_number_grid(
+            ax,
+            x_pad,
+            0,
+            (i * stride_h, j * stride_w, kernel_h, kernel_w),
+            padding,
+            dilation=(dil_h, dil_w),
+        )
         _draw_number_grid(ax, values_out, padded_w + gap, (i, j, 1, 1))
         ax.set_xlim(-0.1, total_w + 0.1)
         ax.set_ylim(total_h + 0.1, -0.1)  # row 0 at the top, like a matrix
@@ -354,6 +417,13 @@ def _is_single_history(obj: Any) -> bool:
     return hasattr(obj, "train_loss")
 
 
+def _best_epoch(history: Any) -> int | None:
+    """``history.best_epoch`` or ``history["best_epoch"]`` (0-based), None when absent."""
+    if isinstance(history, Mapping):
+        return history.get("best_epoch")
+    return getattr(history, "best_epoch", None)
+
+
 def plot_history(
     histories: Any,
     metrics: Sequence[str] = ("loss", "acc"),
@@ -364,8 +434,13 @@ def plot_history(
     ``histories``: one history or ``{"run name": history}``. A history is anything with
     ``train_<metric>`` / ``val_<metric>`` lists, as attributes (``course_lib.train.History``)
     or keys (a dict). Solid lines are training, dashed validation (skipped when empty), one
-    colour per run; a dotted vertical line marks ``best_epoch`` when the history has one.
-    Epochs are numbered from 1.
+    colour per run; a dotted vertical line marks ``best_epoch`` (the epoch with the lowest
+    validation loss, whose weights early stopping keeps) when the history has one, with its
+    own legend entry. Epochs are numbered from 1.
+
+    The training value of an epoch is the average over its batches, taken while the weights
+    were still changing; the validation value is measured once, after the epoch. So after
+    epoch 1, when the network improves fastest, validation loss can lie below training loss.
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
@@ -387,14 +462,34 @@ def plot_history(
                 if values:
                     epochs = range(1, len(values) + 1)
                     ax.plot(epochs, values, style, color=colour, label=f"{prefix}{split}")
-            best = getattr(history, "best_epoch", None)
+            best = _best_epoch(history)
             if best is not None:
-                ax.axvline(best + 1, color=colour, linestyle=":", linewidth=1)
+                ax.axvline(
+                    best + 1,
+                    color=colour,
+                    linestyle=":",
+                    linewidth=1.2,
+                    label=f"{prefix}best epoch ({best + 1}, lowest val loss)",
+                )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        longest = max((len(_series(h, f"train_{metric}")) for h in runs.values()), default=1)
+        ax.set_xlim(0.7, max(longest, 1) + 0.3)  # a best-epoch line at the end stays visible
         ax.set_ylabel(label)
         ax.set_title(f"{label} per epoch")
-        ax.legend(fontsize=8)
+    # One legend for all panels, below them: inside a panel it would hide the curves.
+    entries: dict[str, Any] = {}
+    for ax in axes[0]:
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(text, handle)
+    per_run = math.ceil(len(entries) / len(runs))
+    fig.legend(
+        list(entries.values()),
+        list(entries),
+        loc="outside lower center",
+        ncols=len(runs) if len(runs) > 1 else per_run,  # multi-run: one column per run
+        fontsize=8,
+    )
     if title:
         fig.suptitle(title)
     return fig

@@ -8,6 +8,17 @@
 Progress bars come from ``tqdm.auto`` (a widget in Jupyter, text on a terminal). tqdm writes
 to stderr, and nbgrader scores a test cell 0 if it writes to stderr, so every bar here is
 switched off while nbgrader runs a notebook (it sets ``NBGRADER_EXECUTION``).
+
+**Keeping a GPU busy.** A GPU runs work queued by the CPU; the CPU only waits when it needs
+a number back (``loss.item()``, ``float(t)``, printing a tensor). One such "host sync" per
+batch makes the CPU wait for every batch to finish before it queues the next one, so the GPU
+idles while Python prepares the next step. The loops here therefore add up each batch's loss
+and correct predictions *on the device* and read them back once per epoch. Batches come from
+pinned (page-locked) host memory when ``course_lib.data.make_loader`` sees a CUDA GPU, which
+lets ``tensor.to("cuda", non_blocking=True)`` copy in the background. ``fit(amp=True)`` runs
+the forward pass in bfloat16 (float16 with loss scaling where bfloat16 is missing) and
+``fit(channels_last=True)`` stores images as ``(N, H, W, C)`` in memory, the layout GPU
+convolution kernels prefer.
 """
 
 from __future__ import annotations
@@ -203,7 +214,9 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _to_device(batch: object, device: torch.device) -> tuple[Tensor, Tensor]:
+def _to_device(
+    batch: object, device: torch.device, channels_last: bool = False
+) -> tuple[Tensor, Tensor]:
     """Split a loader batch into ``(inputs, targets)`` on ``device``."""
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
         raise TypeError(
@@ -215,9 +228,51 @@ def _to_device(batch: object, device: torch.device) -> tuple[Tensor, Tensor]:
     # Host-to-GPU copies may overlap with compute (pinned memory); copies *to* the CPU must
     # not be asynchronous, or the CPU could read the tensor before it has arrived.
     non_blocking = device.type == "cuda"
-    return inputs.to(device, non_blocking=non_blocking), targets.to(
-        device, non_blocking=non_blocking
-    )
+    inputs = inputs.to(device, non_blocking=non_blocking)
+    if channels_last and inputs.dim() == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return inputs, targets.to(device, non_blocking=non_blocking)
+
+
+def _amp_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 (float32's exponent range: no loss scaling needed) unless the GPU lacks it."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def _autocast(device: torch.device, amp: bool) -> torch.autocast:
+    """``torch.autocast`` for ``device`` (a no-op context when ``amp`` is False)."""
+    return torch.autocast(device.type, dtype=_amp_dtype(device), enabled=amp)
+
+
+def _grad_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler:
+    """Loss scaling, needed only for float16 (small gradients would round to zero)."""
+    enabled = amp and _amp_dtype(device) == torch.float16
+    return torch.amp.GradScaler(device.type, enabled=enabled)
+
+
+class _Totals:
+    """Sums of loss and correct predictions kept on the device: no host sync per batch."""
+
+    def __init__(self, device: torch.device) -> None:
+        # float64 where the device has it, so the sum matches adding Python floats
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.loss = torch.zeros((), dtype=dtype, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.seen = 0  # a shape, known on the host
+
+    def add(self, loss: Tensor, logits: Tensor, targets: Tensor) -> None:
+        batch_size = targets.shape[0]
+        self.loss += loss.detach().to(self.loss.dtype) * batch_size
+        self.correct += (logits.detach().argmax(dim=1) == targets).sum()
+        self.seen += batch_size
+
+    def means(self) -> tuple[float, float]:
+        """``(mean loss, accuracy)``: the one place the numbers come back to the host."""
+        if self.seen == 0:
+            raise ValueError("loader is empty: it yielded no samples")
+        return self.loss.item() / self.seen, self.correct.item() / self.seen
 
 
 def _check_loader(loader: object, name: str) -> None:
@@ -240,35 +295,40 @@ def train_one_epoch(
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     device: torch.device | str,
     progress: bool | None = None,
+    amp: bool = False,
+    channels_last: bool = False,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[float, float]:
     """One pass over ``loader`` in training mode: forward, loss, backward, optimizer step.
 
     Each batch ``(inputs, targets)`` is moved to ``device`` (the model must already be
     there). ``loss_fn`` must average over the batch, as ``nn.CrossEntropyLoss()`` does.
-    ``progress=True`` shows a temporary (``leave=False``) bar over the batches.
+    ``progress=True`` shows a temporary (``leave=False``) bar over the batches. ``amp`` and
+    ``channels_last`` are explained in :func:`fit`; ``scaler`` is the ``GradScaler`` that
+    float16 training keeps from epoch to epoch (made here when None).
 
     Returns:
         ``(mean loss, accuracy)`` over all samples of the epoch, each batch weighted by its
-        size (the last batch may be smaller).
+        size (the last batch may be smaller). The sums stay on the device until the end.
     """
     _check_loader(loader, "loader")
     device = torch.device(device)
+    scaler = _grad_scaler(device, amp) if scaler is None else scaler
     model.train()
-    total_loss, total_correct, total_seen = 0.0, 0, 0
-    for batch in progress_bar(loader, enabled=bool(progress), leave=False, desc="batches"):
-        inputs, targets = _to_device(batch, device)
+    totals = _Totals(device)
+    # (tqdm.auto starts an extra pass over the loader; without a bar, iterate it directly)
+    batches = progress_bar(loader, leave=False, desc="batches") if progress else loader
+    for batch in batches:
+        inputs, targets = _to_device(batch, device, channels_last)
         optimizer.zero_grad()
-        logits = model(inputs)
-        loss = loss_fn(logits, targets)
-        loss.backward()
-        optimizer.step()
-        batch_size = targets.shape[0]
-        total_loss += loss.item() * batch_size
-        total_correct += _count_correct(logits.detach(), targets)
-        total_seen += batch_size
-    if total_seen == 0:
-        raise ValueError("loader is empty: it yielded no samples")
-    return total_loss / total_seen, total_correct / total_seen
+        with _autocast(device, amp):
+            logits = model(inputs)
+            loss = loss_fn(logits, targets)
+        scaler.scale(loss).backward()  # without float16, scale() and step() change nothing
+        scaler.step(optimizer)
+        scaler.update()
+        totals.add(loss, logits, targets)
+    return totals.means()
 
 
 def evaluate(
@@ -276,29 +336,29 @@ def evaluate(
     loader: Iterable,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     device: torch.device | str,
+    amp: bool = False,
+    channels_last: bool = False,
 ) -> tuple[float, float]:
     """``(mean loss, accuracy)`` of ``model`` on ``loader``, without gradients.
 
     Runs in eval mode (dropout off, batch norm uses its running statistics) and puts the
-    model back into the mode it was in. Batches are weighted by their size.
+    model back into the mode it was in. Batches are weighted by their size; the sums stay on
+    the device until the end (one host sync per call).
     """
     _check_loader(loader, "loader")
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    total_loss, total_correct, total_seen = 0.0, 0, 0
+    totals = _Totals(device)
     with torch.no_grad():
         for batch in loader:
-            inputs, targets = _to_device(batch, device)
-            logits = model(inputs)
-            batch_size = targets.shape[0]
-            total_loss += loss_fn(logits, targets).item() * batch_size
-            total_correct += _count_correct(logits, targets)
-            total_seen += batch_size
+            inputs, targets = _to_device(batch, device, channels_last)
+            with _autocast(device, amp):
+                logits = model(inputs)
+                loss = loss_fn(logits, targets)
+            totals.add(loss, logits, targets)
     model.train(was_training)
-    if total_seen == 0:
-        raise ValueError("loader is empty: it yielded no samples")
-    return total_loss / total_seen, total_correct / total_seen
+    return totals.means()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,6 +413,8 @@ def fit(
     progress: bool = True,
     on_epoch_end: EpochCallback | None = None,
     batch_progress: bool = False,
+    amp: bool = False,
+    channels_last: bool = False,
 ) -> History:
     """Train for up to ``epochs`` epochs, evaluating on ``val_loader`` after each one.
 
@@ -379,6 +441,15 @@ def fit(
             accuracy. Off when False or while nbgrader runs (``NBGRADER_EXECUTION`` set).
         on_epoch_end: ``callback(epoch, history)`` after every epoch.
         batch_progress: also show a temporary bar over the batches of each epoch.
+        amp: automatic mixed precision: the forward pass (and the loss) run under
+            ``torch.autocast``, so matrix products and convolutions compute in bfloat16
+            (half the memory traffic, and the GPU's tensor cores) while the weights, the
+            optimizer and reductions stay in float32. A GPU without bfloat16 uses float16
+            with a ``torch.amp.GradScaler`` (the loss is multiplied before ``backward`` so
+            that small gradients survive float16, and divided back before the step).
+        channels_last: store the model's 4-D weights and every 4-D input batch in the
+            channels-last memory layout ``(N, H, W, C)`` (same shapes, other strides), which
+            cuDNN's and the Triton kernels' convolutions read fastest on a GPU.
 
     Returns:
         The :class:`History` of per-epoch losses and accuracies.
@@ -389,19 +460,30 @@ def fit(
     else:
         device = torch.device(device)
         model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
+    scaler = _grad_scaler(device, amp)  # one for the whole run: it adapts its scale
 
     history = History()
     best_val_loss, best_weights, epochs_without_improvement = math.inf, None, 0
     epoch_bar = progress_bar(range(epochs), enabled=progress, desc="epochs")
     for epoch in epoch_bar:
         train_loss, train_acc = train_one_epoch(
-            model, train_loader, optimizer, loss_fn, device, progress=progress and batch_progress
+            model,
+            train_loader,
+            optimizer,
+            loss_fn,
+            device,
+            progress=progress and batch_progress,
+            amp=amp,
+            channels_last=channels_last,
+            scaler=scaler,
         )
         history.train_loss.append(train_loss)
         history.train_acc.append(train_acc)
         if val_loader is not None:
-            val_loss, val_acc = evaluate(model, val_loader, loss_fn, device)
+            val_loss, val_acc = evaluate(model, val_loader, loss_fn, device, amp, channels_last)
             history.val_loss.append(val_loss)
             history.val_acc.append(val_acc)
             if val_loss < best_val_loss:  # a NaN loss never counts as an improvement

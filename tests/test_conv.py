@@ -12,15 +12,8 @@ from torch import nn
 
 from course_lib import conv
 
-
-@pytest.fixture(autouse=True)
-def _exact_float32_on_gpu():
-    """cuDNN may use TF32 (10-bit mantissa) for float32 convolutions; compare in full float32."""
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+# cuDNN may use TF32 (10-bit mantissa) for float32 convolutions; compare in full float32.
+pytestmark = pytest.mark.usefixtures("full_float32")
 
 
 def randn(*shape: int, device, dtype=torch.float64, requires_grad: bool = False) -> torch.Tensor:
@@ -245,6 +238,229 @@ def test_conv2d_gradients_match_pytorch(device, dtype):
 
 
 # --------------------------------------------------------------------------------------
+# The backward pass by hand: conv2d_backward_input, conv2d_backward_weight, col2im
+# --------------------------------------------------------------------------------------
+GEOMETRIES = [(1, 0, 1), (2, 1, 1), ((1, 2), (2, 1), 2), ((2, 3), (0, 1), (1, 2))]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stride, padding, dilation", GEOMETRIES)
+def test_backward_functions_match_pytorch_gradients(device, dtype, stride, padding, dilation):
+    x = randn(3, 2, 9, 8, device=device, dtype=dtype, requires_grad=True)
+    w = randn(4, 2, 3, 2, device=device, dtype=dtype, requires_grad=True)
+    out = F.conv2d(x, w, None, stride, padding, dilation)
+    upstream = randn(*out.shape, device=device, dtype=dtype)
+    expected_x, expected_w = torch.autograd.grad(out, (x, w), upstream)
+    geometry = (stride, padding, dilation)
+    grad_x = conv.conv2d_backward_input(upstream, w.detach(), x.shape, *geometry)
+    grad_w = conv.conv2d_backward_weight(upstream, x.detach(), w.shape, *geometry)
+    torch.testing.assert_close(grad_x, expected_x, **TOLERANCE[dtype])
+    torch.testing.assert_close(grad_w, expected_w, **TOLERANCE[dtype])
+
+
+@PROPERTY_SETTINGS
+@given(geometry=conv_geometry())
+def test_backward_functions_match_autograd_of_im2col_property(device, geometry):
+    """The hand-written gradients equal autograd through the plain im2col + matmul."""
+    x_shape, w_shape, stride, padding, dilation = geometry
+    x = randn(*x_shape, device=device, requires_grad=True)
+    w = randn(*w_shape, device=device, requires_grad=True)
+    cols = conv.im2col(x, w_shape[2:], stride, padding, dilation)
+    out = w.reshape(w_shape[0], -1) @ cols
+    upstream = randn(*out.shape, device=device)
+    expected_x, expected_w = torch.autograd.grad(out, (x, w), upstream)
+    out_size = tuple(
+        conv.conv_output_size(x_shape[2 + a], w_shape[2 + a], stride[a], padding[a], dilation[a])
+        for a in range(2)
+    )
+    grad_out = upstream.view(x_shape[0], w_shape[0], *out_size)
+    geometry = (stride, padding, dilation)
+    grad_x = conv.conv2d_backward_input(grad_out, w.detach(), x_shape, *geometry)
+    grad_w = conv.conv2d_backward_weight(grad_out, x.detach(), w_shape, *geometry)
+    torch.testing.assert_close(grad_x, expected_x, **TOLERANCE[torch.float64])
+    torch.testing.assert_close(grad_w, expected_w, **TOLERANCE[torch.float64])
+
+
+@pytest.mark.parametrize("stride, padding, dilation", GEOMETRIES[:3])
+def test_backward_functions_gradcheck(device, stride, padding, dilation):
+    """Each backward function is linear in grad_out; gradcheck its own derivatives too."""
+    x = randn(2, 2, 6, 5, device=device, requires_grad=True)
+    w = randn(3, 2, 2, 3, device=device, requires_grad=True)
+    g = torch.randn_like(F.conv2d(x, w, None, stride, padding, dilation)).requires_grad_()
+    geometry = (stride, padding, dilation)
+    assert torch.autograd.gradcheck(
+        lambda g, w: conv.conv2d_backward_input(g, w, x.shape, *geometry), (g, w)
+    )
+    assert torch.autograd.gradcheck(
+        lambda g, x: conv.conv2d_backward_weight(g, x, w.shape, *geometry), (g, x)
+    )
+
+
+def test_conv2d_gradgradcheck(device):
+    x = randn(2, 2, 5, 5, device=device, requires_grad=True)
+    w = randn(3, 2, 3, 2, device=device, requires_grad=True)
+    b = randn(3, device=device, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, w, b: conv.conv2d(x, w, b, 2, 1), (x, w, b))
+
+
+def test_stride_1_input_gradient_is_a_transposed_convolution(device):
+    """dL/dx = conv2d(g, flipped weights with C_in and C_out swapped, padding D(K-1)-P)."""
+    x = randn(2, 3, 8, 7, device=device)
+    w = randn(4, 3, 3, 3, device=device)
+    g = randn(2, 4, 8, 7, device=device)
+    grad_x = conv.conv2d_backward_input(g, w, x.shape, 1, 1, 1)
+    flipped = w.flip(2, 3).transpose(0, 1)  # (C_in, C_out, KH, KW)
+    torch.testing.assert_close(grad_x, conv.conv2d(g, flipped, padding=1), **TOLERANCE[x.dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_col2im_matches_fold_and_is_the_adjoint_of_im2col(device, dtype):
+    x = randn(2, 3, 9, 8, device=device, dtype=dtype)
+    geometry = ((3, 2), (2, 1), (1, 2), (2, 1))  # kernel, stride, padding, dilation
+    cols = conv.im2col(x, *geometry)
+    other = torch.randn_like(cols)
+    back = conv.col2im(other, x.shape, *geometry)
+    kernel, stride, padding, dilation = geometry
+    expected = F.fold(other, x.shape[2:], kernel, dilation, padding, stride)
+    torch.testing.assert_close(back, expected, **TOLERANCE[dtype])
+    # <im2col(x), cols'> = <x, col2im(cols')>: col2im is the transpose of the copy
+    torch.testing.assert_close((cols * other).sum(), (x * back).sum(), **TOLERANCE[dtype])
+
+
+def record_column_sizes(monkeypatch, budget: int) -> list[int]:
+    """Set COLUMN_BUFFER_BYTES; the returned list fills with the bytes of every chunk's columns."""
+    monkeypatch.setattr(conv, "COLUMN_BUFFER_BYTES", budget)
+    sizes = []
+    original = conv._chunk_columns
+
+    def recording(*args):
+        columns = original(*args)
+        sizes.append(columns.numel() * columns.element_size())
+        return columns
+
+    monkeypatch.setattr(conv, "_chunk_columns", recording)
+    return sizes
+
+
+def test_conv2d_builds_its_columns_a_few_images_at_a_time(monkeypatch):
+    """No column matrix larger than COLUMN_BUFFER_BYTES (or one image); same result."""
+    x = torch.randn(10, 3, 12, 11, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(10, 5, 6, 6, dtype=torch.float64)
+    expected = F.conv2d(x, w, b, 2, 1)
+    expected_grads = torch.autograd.grad(expected, (x, w, b), upstream)
+
+    one_image = 3 * 9 * 6 * 6 * 8  # bytes of one image's columns
+    sizes = record_column_sizes(monkeypatch, budget=3 * one_image)  # 3 images a chunk
+    out = conv.conv2d(x, w, b, 2, 1)
+    grads = torch.autograd.grad(out, (x, w, b), upstream)
+    torch.testing.assert_close(out, expected, **TOLERANCE[torch.float64])
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, **TOLERANCE[torch.float64])
+    # forward: chunks of 3, 3, 3, 1 images; the weight gradient rebuilds the same chunks
+    assert sizes == [3 * one_image] * 3 + [one_image] + [3 * one_image] * 3 + [one_image]
+
+
+def test_large_images_are_cut_into_bands_of_rows(monkeypatch):
+    """One image's columns exceed the buffer: bands of output rows, each within budget."""
+    x = torch.randn(2, 3, 20, 9, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    expected = F.conv2d(x, w, None, 1, 1)
+    upstream = torch.randn_like(expected)
+    row_bytes = 27 * 9 * 8  # one output row's columns
+    sizes = record_column_sizes(monkeypatch, budget=6 * row_bytes)
+    out = conv.conv2d(x, w, None, 1, 1)
+    torch.testing.assert_close(out, expected, **TOLERANCE[torch.float64])
+    assert sizes == [6 * row_bytes] * 3 + [2 * row_bytes] + [6 * row_bytes] * 3 + [2 * row_bytes]
+    grads = torch.autograd.grad(out, (x, w), upstream)
+    for got, want in zip(grads, torch.autograd.grad(expected, (x, w), upstream), strict=True):
+        torch.testing.assert_close(got, want, **TOLERANCE[torch.float64])
+
+
+@pytest.mark.parametrize("height, padding", [(1, 2), (7, 3), (2, 4)])
+def test_bands_that_lie_wholly_in_the_padding(monkeypatch, height, padding):
+    """With one output row per band, the first and last bands read only padding rows."""
+    monkeypatch.setattr(conv, "COLUMN_BUFFER_BYTES", 1)
+    x = torch.randn(2, 1, height, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 1, 1, 2, dtype=torch.float64, requires_grad=True)
+    out = conv.conv2d(x, w, None, 1, (padding, 0))
+    expected = F.conv2d(x, w, None, 1, (padding, 0))
+    torch.testing.assert_close(out, expected, **TOLERANCE[torch.float64])
+    grads = torch.autograd.grad(out.sum(), (x, w))
+    for got, want in zip(grads, torch.autograd.grad(expected.sum(), (x, w)), strict=True):
+        torch.testing.assert_close(got, want, **TOLERANCE[torch.float64])
+
+
+@PROPERTY_SETTINGS
+@given(geometry=conv_geometry(), with_bias=st.booleans())
+def test_conv2d_one_output_row_at_a_time_property(monkeypatch, geometry, with_bias):
+    """The smallest buffer: every output row is its own chunk (padding at band edges)."""
+    monkeypatch.setattr(conv, "COLUMN_BUFFER_BYTES", 1)
+    x_shape, w_shape, stride, padding, dilation = geometry
+    x = torch.randn(*x_shape, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(*w_shape, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(w_shape[0], dtype=torch.float64, requires_grad=True) if with_bias else None
+    out = conv.conv2d(x, w, b, stride, padding, dilation)
+    expected = F.conv2d(x, w, b, stride, padding, dilation)
+    torch.testing.assert_close(out, expected, **TOLERANCE[torch.float64])
+    upstream = torch.randn_like(expected)
+    inputs = (x, w) if b is None else (x, w, b)
+    grads = torch.autograd.grad(out, inputs, upstream)
+    for got, want in zip(grads, torch.autograd.grad(expected, inputs, upstream), strict=True):
+        torch.testing.assert_close(got, want, **TOLERANCE[torch.float64])
+
+
+def test_conv2d_uses_none_of_pytorchs_convolutions(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("conv2d must compute the convolution itself")
+
+    for name in ("conv2d", "conv_transpose2d", "unfold", "fold"):
+        monkeypatch.setattr(F, name, forbidden)
+    for name in ("conv2d", "convolution", "conv_transpose2d"):
+        monkeypatch.setattr(torch, name, forbidden)
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    conv.conv2d(x, w, padding=1).sum().backward()
+    assert x.grad.shape == x.shape and w.grad.shape == w.shape
+
+
+def test_conv2d_accepts_channels_last_and_non_contiguous_gradients():
+    x = torch.randn(2, 3, 7, 7).to(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    out = conv.conv2d(x, w, padding=1)
+    torch.testing.assert_close(out, F.conv2d(x, w, padding=1), **TOLERANCE[torch.float32])
+    out.sum().backward()  # grad_out is an expanded (stride-0) tensor of ones
+    x_ref = x.detach().clone().requires_grad_()
+    F.conv2d(x_ref, w.detach(), padding=1).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, **TOLERANCE[torch.float32])
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: conv.conv2d_backward_input(G, W, (1, 3, 5, 5)), ValueError, None),
+        (lambda: conv.conv2d_backward_input(G[0], W, X.shape), ValueError, r"grad_out must be a"),
+        (lambda: conv.conv2d_backward_input(G, W, (1, 4, 5, 5)), ValueError, "channel mismatch"),
+        (lambda: conv.conv2d_backward_input(G, W, (1, 3, 5)), ValueError, "input_shape must be"),
+        (lambda: conv.conv2d_backward_input(G, W, (1, 3, 6, 5)), ValueError, r"grad_out has sh"),
+        (lambda: conv.conv2d_backward_input(G.double(), W, X.shape), TypeError, "weight has dt"),
+        (lambda: conv.conv2d_backward_weight(G, X, (2, 3, 3)), ValueError, "weight_shape must"),
+        (lambda: conv.conv2d_backward_weight(G, X, (3, 3, 3, 3)), ValueError, r"grad_out has sh"),
+        (lambda: conv.conv2d_backward_weight(G, X, W.shape, 2), ValueError, r"grad_out has sh"),
+        (lambda: conv.conv2d_backward_weight(G, X.numpy(), W.shape), TypeError, "x must be a"),
+        (lambda: conv.col2im(conv.im2col(X, 3), X.shape, 2), ValueError, "columns has shape"),
+    ],
+)
+def test_backward_bad_input(call, error, message):
+    if message is None:  # a valid call: the right shape comes back
+        assert call().shape == (1, 3, 5, 5)
+        return
+    with pytest.raises(error, match=message):
+        call()
+
+
+# --------------------------------------------------------------------------------------
 # Counting: the decks' figures
 # --------------------------------------------------------------------------------------
 def test_alexnet_conv1_parameters():
@@ -334,6 +550,7 @@ def test_conv2d_module_trains():
 # --------------------------------------------------------------------------------------
 X = torch.randn(1, 3, 5, 5)
 W = torch.randn(2, 3, 3, 3)
+G = torch.randn(1, 2, 3, 3)  # the gradient of conv2d(X, W)
 
 
 @pytest.mark.parametrize("convolve", [conv.conv2d, conv.conv2d_naive], ids=["conv2d", "naive"])
@@ -341,8 +558,8 @@ W = torch.randn(2, 3, 3, 3)
     "args, kwargs, error, message",
     [
         ((X[0], W), {}, ValueError, r"x must be a 4-D tensor \(N, C, H, W\); got 3-D"),
-        ((X, W[0]), {}, ValueError, r"weight must be a 4-D tensor \(F, C, KH, KW\)"),
-        ((X, torch.randn(2, 4, 3, 3)), {}, ValueError, "channel mismatch: x has C=3"),
+        ((X, W[0]), {}, ValueError, r"weight must be a 4-D tensor \(C_out, C_in, KH, KW\)"),
+        ((X, torch.randn(2, 4, 3, 3)), {}, ValueError, "channel mismatch: x has C_in=3"),
         ((X, torch.randn(2, 3, 6, 3)), {}, ValueError, "kernel is larger than the padded input"),
         ((X, W), {"stride": 0}, ValueError, "stride must be >= 1; got 0"),
         ((X, W), {"stride": -2}, ValueError, "stride must be >= 1; got -2"),
@@ -351,8 +568,8 @@ W = torch.randn(2, 3, 3, 3)
         ((X.long(), W), {}, TypeError, "x must have a floating dtype"),
         ((X, W.int()), {}, TypeError, "weight must have a floating dtype"),
         ((X.numpy(), W), {}, TypeError, "x must be a torch.Tensor"),
-        ((X, W, torch.randn(3)), {}, ValueError, r"bias has 3 entries but there are F=2"),
-        ((X, W, torch.randn(2, 1)), {}, ValueError, r"bias must be a 1-D tensor \(F,\)"),
+        ((X, W, torch.randn(3)), {}, ValueError, r"bias has 3 entries but there are C_out=2"),
+        ((X, W, torch.randn(2, 1)), {}, ValueError, r"bias must be a 1-D tensor \(C_out,\)"),
         ((X, W.double()), {}, TypeError, "weight has dtype torch.float64 but the input"),
     ],
 )

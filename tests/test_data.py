@@ -190,6 +190,15 @@ def test_make_loader_shuffles_reproducibly():
     assert data.make_loader(dataset).num_workers == 0
 
 
+def test_make_loader_pins_memory_when_a_cuda_gpu_is_present(monkeypatch):
+    dataset = torch.utils.data.TensorDataset(torch.arange(5))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert data.make_loader(dataset).pin_memory is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert data.make_loader(dataset).pin_memory is True
+    assert data.make_loader(dataset, pin_memory=False).pin_memory is False
+
+
 def test_train_augmentation_keeps_shapes_and_changes_images():
     torch.manual_seed(0)
     augment = data.train_augmentation()

@@ -210,6 +210,101 @@ def test_step_with_closure_returns_loss_and_skips_params_without_grad():
 
 
 # ---------------------------------------------------------------------------------------------
+# The multi-tensor (foreach) path
+# ---------------------------------------------------------------------------------------------
+def trained_parameters(cls, kwargs, dtype, device, steps=40) -> list[torch.Tensor]:
+    model = small_cnn(dtype, device)
+    train(model, cls(model.parameters(), **kwargs), make_batches(dtype, device), steps)
+    return [p.detach() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("ours_cls", "torch_cls", "kwargs"), TWIN_PARAMS)
+def test_foreach_path_is_bit_identical_to_the_loop_and_to_torch(ours_cls, torch_cls, kwargs, dtype):
+    cpu = torch.device("cpu")
+    loop = trained_parameters(ours_cls, {**kwargs, "foreach": False}, dtype, cpu)
+    foreach = trained_parameters(ours_cls, {**kwargs, "foreach": True}, dtype, cpu)
+    torch_foreach = trained_parameters(torch_cls, {**kwargs, "foreach": True}, dtype, cpu)
+    for a, b, c in zip(loop, foreach, torch_foreach, strict=True):
+        assert torch.equal(a, b), "foreach path differs from the per-parameter path"
+        assert torch.equal(b, c), "foreach path differs from torch.optim's foreach=True"
+
+
+@pytest.mark.parametrize(("ours_cls", "torch_cls", "kwargs"), TWIN_PARAMS)
+def test_foreach_matches_torch_foreach_on_every_device(device, ours_cls, torch_cls, kwargs):
+    dtype = torch.float32
+    ours_kwargs = {**kwargs, "foreach": True}
+    if ours_cls in (optim.Adam, optim.AdamW):
+        ours_kwargs["fused"] = False  # the Triton kernel is tested in test_kernels.py
+    ours = trained_parameters(ours_cls, ours_kwargs, dtype, device)
+    theirs = trained_parameters(torch_cls, {**kwargs, "foreach": True}, dtype, device)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [
+        (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
+        (optim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.1)),
+        (optim.AdaGrad, dict(lr=0.1)),
+        (optim.RMSProp, dict(lr=0.01)),
+        (optim.Adam, dict(lr=0.01, weight_decay=0.1)),
+        (optim.AdamW, dict(lr=0.01)),
+    ],
+)
+def test_foreach_with_mixed_dtypes_late_gradients_and_groups(cls, kwargs):
+    """Parameters of two dtypes, one that gets its first gradient late, two groups."""
+
+    def run(foreach: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        a = nn.Parameter(torch.randn(5, 3))
+        b = nn.Parameter(torch.randn(4, dtype=torch.float64))
+        late = nn.Parameter(torch.randn(2, 2))
+        other = nn.Parameter(torch.randn(3))
+        groups = [{"params": [a, b, late]}, {"params": [other], "lr": 0.05}]
+        optimizer = cls(groups, foreach=foreach, **kwargs)
+        generator = torch.Generator().manual_seed(1)
+        for step in range(12):
+            for param in (a, b, other) if step < 5 else (a, b, late, other):
+                param.grad = torch.randn(param.shape, generator=generator, dtype=param.dtype)
+            optimizer.step()
+            optimizer.zero_grad()
+        return [p.detach().clone() for p in (a, b, late, other)]
+
+    for x, y in zip(run(False), run(True), strict=True):
+        assert torch.equal(x, y)
+
+
+def test_foreach_default_is_the_loop_on_cpu(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the foreach path ran")
+
+    param = nn.Parameter(torch.ones(3))
+    param.grad = torch.ones(3)
+    optimizer = optim.Adam([param], lr=0.1)  # foreach=None: CPU parameters use the loop
+    monkeypatch.setattr(optimizer, "_update_foreach", refuse)
+    optimizer.step()
+    forced = optim.Adam([param], lr=0.1, foreach=True)
+    monkeypatch.setattr(forced, "_update_foreach", refuse)
+    with pytest.raises(AssertionError, match="foreach path ran"):
+        forced.step()
+
+
+def test_foreach_and_fused_are_checked():
+    param = [nn.Parameter(torch.zeros(2))]
+    with pytest.raises(TypeError, match="foreach must be True, False or None"):
+        optim.SGD(param, lr=0.1, foreach="yes")
+    with pytest.raises(TypeError, match="fused"):
+        optim.Adam(param, fused=1)
+    if not torch.cuda.is_available():
+        optimizer = optim.AdamW(param, fused=True)
+        param[0].grad = torch.ones(2)
+        with pytest.raises(RuntimeError, match="fused=True needs contiguous float32"):
+            optimizer.step()
+
+
+# ---------------------------------------------------------------------------------------------
 # Hyperparameter validation
 # ---------------------------------------------------------------------------------------------
 BAD_HYPERPARAMETERS = [

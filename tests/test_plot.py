@@ -100,6 +100,22 @@ def test_show_filters_rgb_gray_and_many_channels():
     assert one.get_suptitle() == "conv2, input 2"
 
 
+def test_show_filters_shared_scale_shows_sign_and_size():
+    weight = torch.zeros(6, 1, 5, 5)
+    weight[0, 0, 2, 2], weight[1, 0, 0, 0] = 0.5, -0.25  # filters 2..5 are all zero
+    fig = plot.show_filters(weight, ncols=6, scale="shared")
+    assert len(fig.axes) == 6 + 1  # six filters and one colour bar
+    assert fig.axes[-1].get_ylabel() == "weight"
+    for ax in fig.axes[:6]:
+        assert ax.images[0].get_clim() == (-0.5, 0.5)  # symmetric, shared by every filter
+    assert "one scale" in fig.get_suptitle()
+    rgb = plot.show_filters(torch.zeros(2, 3, 3, 3), scale="shared")
+    assert len(rgb.axes) == 2  # no colour bar for colour images
+    assert float(abs(rgb.axes[0].images[0].get_array() - 0.5).max()) < 1e-6  # zero: mid-gray
+    with pytest.raises(ValueError, match="scale"):
+        plot.show_filters(weight, scale="global")
+
+
 def test_plot_history_one_and_several_runs():
     history = _History([2.0, 1.5, 1.2], [0.3, 0.5, 0.6], [2.1, 1.7, 1.6], [0.3, 0.45, 0.5], 2)
     fig = plot.plot_history(history)
@@ -113,11 +129,25 @@ def test_plot_history_one_and_several_runs():
     ticks = [t for t in loss_ax.get_xticks() if 1 <= t <= 3]
     assert ticks and all(float(t).is_integer() for t in ticks), f"epoch ticks {ticks}"
 
+    assert loss_ax.get_lines()[2].get_linestyle() == ":"
+    assert list(loss_ax.get_lines()[2].get_xdata()) == [3, 3]  # best_epoch 2 is epoch 3
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]  # one legend, under the panels
+    assert legend == ["train", "val", "best epoch (3, lowest val loss)"]
+    assert loss_ax.get_legend() is None
+    assert loss_ax.get_xlim()[1] > 3  # the best-epoch line at the last epoch is not on the frame
+
     no_val = {"train_loss": [1.0, 0.5], "train_acc": [0.5, 0.7]}  # a plain dict works too
     runs = plot.plot_history({"SGD": history, "Adam": no_val}, metrics=("loss",), title="cmp")
     assert len(runs.axes) == 1 and runs.get_suptitle() == "cmp"
     labels = [line.get_label() for line in runs.axes[0].get_lines()]
-    assert {"SGD train", "SGD val", "Adam train"} <= set(labels)
+    assert {"SGD train", "SGD val", "Adam train", "SGD best epoch (3, lowest val loss)"} <= set(
+        labels
+    )
+    legend = [t.get_text() for t in runs.legends[0].get_texts()]
+    assert legend == ["SGD train", "SGD val", "SGD best epoch (3, lowest val loss)", "Adam train"]
+    with_best = {"train_loss": [1.0, 0.5], "val_loss": [0.9, 0.8], "best_epoch": 1}
+    lines = plot.plot_history(with_best, metrics=("loss",)).axes[0].get_lines()
+    assert [line.get_label() for line in lines][-1] == "best epoch (2, lowest val loss)"
 
 
 def test_plot_trajectories():
@@ -190,6 +220,20 @@ def test_show_sliding_windows_outlines_the_window_of_each_output_cell():
     assert len(texts) == 7 * 7 + 3 * 3
     assert texts.count("0") == 7 * 7 - 25  # the zero padding
     assert "117" in texts  # the centre window sum of the output
+
+
+def test_show_sliding_windows_outlines_the_taps_of_a_dilated_kernel():
+    x = torch.arange(49.0).view(7, 7)
+    out = torch.nn.functional.conv2d(x[None, None], torch.ones(1, 1, 3, 3), dilation=2)[0, 0]
+    assert out.shape == (3, 3)  # 7 - 2 * (3 - 1) = 3
+    fig = plot.show_sliding_windows(x, out, kernel_size=3, dilation=2, positions=[(1, 2)])
+    boxes = _red_rectangles(fig.axes[0])
+    taps = sorted((x0, y0) for x0, y0, w, h in boxes if (w, h) == (1, 1))[:-1]  # last: output
+    assert taps == [(c, r) for c in (2, 4, 6) for r in (1, 3, 5)]  # every 2nd cell from (1, 2)
+    assert (2, 1, 5, 5) in boxes  # the dashed span D (K - 1) + 1 = 5
+    assert out[1, 2] == sum(x[r, c] for r in (1, 3, 5) for c in (2, 4, 6))
+    with pytest.raises(ValueError, match="dilation"):
+        plot.show_sliding_windows(x, out, kernel_size=3, dilation=4)
 
 
 def test_show_sliding_windows_defaults_and_bad_input():

@@ -541,9 +541,7 @@ def test_rebinding_between_test_cells_is_caught_only_where_a_test_reads_it():
         "protected-name"
     ]
     # The compute budget is the instructor's: the training cell and a hidden test read it.
-    assert rules("ps5_train_cnn", "BUDGET = 10**12", after="training_choices") == [
-        "protected-name"
-    ]
+    assert rules("ps5_train_cnn", "BUDGET = 10**12", after="training_choices") == ["protected-name"]
     # EPOCHS is the student's own choice, in their cell or any later one.
     assert rules("ps5_train_cnn", "EPOCHS = 50", after="training_choices") == []
     # Looking at the trained model after the training cell is fine.

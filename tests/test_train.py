@@ -308,6 +308,101 @@ def test_progress_false_is_silent(capfd):
 
 
 # ---------------------------------------------------------------------------------------------
+# GPU-friendly loops: no host sync per batch, mixed precision, channels_last
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def host_reads(monkeypatch):
+    """Count every way a tensor's value can come back to Python (each is a GPU sync)."""
+    counts = {"calls": 0}
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, **kwargs):
+            counts["calls"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    return counts
+
+
+@pytest.mark.parametrize("batch_size", [4, 16])
+def test_loops_read_values_back_once_per_epoch_not_per_batch(host_reads, batch_size):
+    model = tiny_mlp()
+    train_loader, val_loader = loaders(batch_size=batch_size)
+    optimizer = optim.SGD(model.parameters(), lr=0.1, foreach=True)
+    host_reads["calls"] = 0
+    for _ in train_loader:  # the DataLoader itself draws a seed per pass (CPU only)
+        pass
+    per_pass = host_reads["calls"]
+    host_reads["calls"] = 0
+    train.train_one_epoch(model, train_loader, optimizer, nn.CrossEntropyLoss(), "cpu")
+    assert host_reads["calls"] == per_pass + 2  # the loss sum and the correct count, at the end
+    host_reads["calls"] = 0
+    train.evaluate(model, val_loader, nn.CrossEntropyLoss(), "cpu")
+    assert host_reads["calls"] == per_pass + 2
+
+
+def conv_net() -> nn.Module:
+    from course_lib.conv import Conv2d
+    from course_lib.norm import BatchNorm2d
+
+    return nn.Sequential(
+        Conv2d(1, 4, 3, padding=1),
+        BatchNorm2d(4),
+        nn.ReLU(),
+        Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64, 2),
+    )
+
+
+def image_loaders() -> tuple[DataLoader, DataLoader]:
+    """Bright-left vs bright-right 4x4 images."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(2).repeat(48)
+    images = 0.3 * torch.randn(96, 1, 4, 4, generator=generator)
+    images[labels == 0, :, :, :2] += 1.0
+    images[labels == 1, :, :, 2:] += 1.0
+    data = TensorDataset(images, labels)
+    return DataLoader(data, batch_size=16, shuffle=False), DataLoader(data, batch_size=32)
+
+
+def fit_conv_net(
+    optimizer_cls, lr: float, epochs: int, **options
+) -> tuple[nn.Module, train.History]:
+    torch.manual_seed(0)
+    model = conv_net()
+    train_loader, val_loader = image_loaders()
+    optimizer = optimizer_cls(model.parameters(), lr=lr)
+    history = train.fit(
+        model, train_loader, val_loader, optimizer, epochs, progress=False, **options
+    )
+    return model, history
+
+
+@pytest.mark.parametrize("amp", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fit_with_mixed_precision_and_channels_last(amp, channels_last):
+    model, history = fit_conv_net(optim.Adam, 0.02, 4, amp=amp, channels_last=channels_last)
+    assert history.val_acc[-1] >= 0.95
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay float32
+    conv_weight = model[3].weight  # (4, 4, 3, 3): the two layouts differ
+    assert conv_weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_amp_and_channels_last_change_little():
+    results = [
+        fit_conv_net(optim.SGD, 0.05, 2, amp=amp, channels_last=channels_last)[1].train_loss
+        for amp, channels_last in [(False, False), (False, True), (True, False)]
+    ]
+    reference, same_math, bfloat16 = results
+    assert reference == pytest.approx(same_math, rel=1e-5)  # only the memory layout changed
+    assert reference == pytest.approx(bfloat16, rel=0.05)  # 8-bit mantissas in the products
+    assert reference != bfloat16
+
+
+# ---------------------------------------------------------------------------------------------
 # Input validation
 # ---------------------------------------------------------------------------------------------
 def test_fit_validates_its_arguments():

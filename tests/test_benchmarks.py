@@ -1,0 +1,52 @@
+"""benchmarks/library_speed.py runs end to end (tiny settings) and its arithmetic is right."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def library_speed():
+    spec = importlib.util.spec_from_file_location(
+        "library_speed", ROOT / "benchmarks" / "library_speed.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["library_speed"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["library_speed"]
+
+
+def test_slope_of_a_power_law(library_speed):
+    points = [(p, 3.0 * p**1.5) for p in (10, 20, 40, 80)]
+    assert math.isclose(library_speed._slope(points), 1.5)
+
+
+def test_compare_reports_paired_ratios(library_speed):
+    course_ms, torch_ms, ratio, q1, q3 = library_speed.compare(
+        lambda: sum(range(2000)), lambda: sum(range(1000)), blocks=3, block_seconds=0.001
+    )
+    assert course_ms > 0 and torch_ms > 0 and q1 <= ratio <= q3
+
+
+def test_every_case_builds_and_quick_rows_run(library_speed, monkeypatch, capsys):
+    cases = library_speed.all_cases(quick=True)
+    operations = {case.operation for case in cases}
+    expected = ["conv2d fwd+bwd", "max_pool2d fwd", "avg_pool2d fwd+bwd", "batch_norm eval"]
+    expected += ["Adam step (foreach)", "train.evaluate"]
+    assert set(expected) <= operations
+    tiny = ["--no-memory", "--blocks", "3", "--block-seconds", "0.001"]
+    argv = ["library_speed.py", "--quick", "--only", "pool2d fwd", *tiny]
+    monkeypatch.setattr(sys, "argv", argv)
+    # pinning this test process to one core would slow every later test in it
+    monkeypatch.setattr(library_speed, "_pin_and_limit_threads", lambda cpu: -1)
+    library_speed.main()
+    out = capsys.readouterr().out
+    assert "| max_pool2d fwd |" in out and "load average" in out

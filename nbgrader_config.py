@@ -12,17 +12,8 @@ example submissions in a scratch copy of the course (demo_course/).
 from pathlib import Path
 
 import nbgrader
-from nbgrader.preprocessors import (
-    AssignLatePenalties,
-    CheckCellMetadata,
-    IgnorePattern,
-    LimitOutput,
-    SaveAutoGrades,
-)
 
 import course_tools
-from course_tools.grading.execute import GradingExecute
-from course_tools.grading.preprocessors import ReportGrading
 
 c = get_config()  # noqa: F821 (injected by traitlets when it loads this file)
 
@@ -50,14 +41,14 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.ClearMarkScheme.enforce_metadata = False
 
 # --- autograding: untrusted code, run in a sandbox (README: "Grading safely") ----------------
-# nbgrader's own steps plus the course's: huge cells cut, pasted test-cell copies repaired, the
-# static submission policy checked before anything runs; then every kernel runs in a bubblewrap
-# sandbox (GradingExecute -> SandboxedKernelManager) and the grading notes are shown in the
-# graded notebook (and the points of a policy violation held for review). RestoreHiddenRegions
-# before OverwriteCells: an untouched released test cell gets its hidden tests back silently, so
-# "checksum has changed" means real tampering (course_tools/hidden_regions.py; nbgrader#1961).
-# The sanitize steps are named by import path (the formgrader shows its configuration as JSON,
-# which class objects are not).
+# nbgrader's steps plus the course's. Before anything runs: huge cells cut, pasted copies of test
+# cells repaired, RestoreHiddenRegions before OverwriteCells (an untouched released test cell gets
+# its hidden tests back silently, so "checksum has changed" means real tampering;
+# course_tools/hidden_regions.py, nbgrader#1961), and the static submission policy checked. Then
+# every kernel runs in a bubblewrap sandbox (GradingExecute -> SandboxedKernelManager), and the
+# grading notes go into the graded notebook (the points of a policy violation held for review).
+# Preprocessors are named by import path: the formgrader shows its configuration as JSON, which
+# class objects are not.
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "course_tools.grading.preprocessors.LimitCellSources",
@@ -70,13 +61,13 @@ c.Autograde.sanitize_preprocessors = [
     "course_tools.grading.preprocessors.CheckSubmissionPolicy",
 ]
 c.Autograde.autograde_preprocessors = [
-    GradingExecute,
-    IgnorePattern,
-    LimitOutput,
-    SaveAutoGrades,
-    AssignLatePenalties,
-    ReportGrading,
-    CheckCellMetadata,
+    "course_tools.grading.execute.GradingExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "course_tools.grading.preprocessors.ReportGrading",
+    "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # A test cell the student deleted is put back (and run), rather than silently missing.
 c.OverwriteCells.add_missing_cells = True
@@ -107,11 +98,6 @@ c.Execute.timeout = 120
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?s).*"
 
-# --- grade export --------------------------------------------------------------------------
-# nbgrader's CSV columns plus status, held_score and review_note (points held for review are
-# not counted in raw_score until a person confirms them; an unfinished autograde is not a 0).
-c.ExportApp.plugin_class = "course_tools.grading.export.CourseCsvExportPlugin"
-
 # --- submission policy ---------------------------------------------------------------------
 # course_tools.policy checks every student code cell before grading runs it (threat model and
 # rules: docs/grading-policy.md; defaults: course_tools/policy/config.py). numpy computes a
@@ -123,11 +109,17 @@ c.SubmissionPolicy.assignment_denied_names = {
     "ps5_train_cnn": ["course_lib.data.load_mnist_5k"],
 }
 
+# --- grade export --------------------------------------------------------------------------
+# nbgrader's CSV columns plus status, held_score and review_note (points held for review are
+# not counted in raw_score until a person confirms them; an unfinished autograde is not a 0).
+c.ExportApp.plugin_class = "course_tools.grading.export.CourseCsvExportPlugin"
+
 # --- feedback ------------------------------------------------------------------------------
 # The autograded notebook holds the full test cells (nbgrader restores them from the source),
 # so the default feedback HTML would reveal the hidden tests. Strip their source, and cut the
 # tracebacks of test cells down to the error message: IPython prints the lines around the
-# failing line, which may be hidden asserts.
+# failing line, which may be hidden asserts. Whatever the student printed, RedactSecrets replaces
+# each output line that holds a hidden-test or reference-solution line.
 # Named by import path, not as classes: the formgrader shows its configuration as JSON and logs
 # "Formgrader config is not serializable" for class objects.
 c.GenerateFeedback.preprocessors = [

@@ -5,7 +5,8 @@
 
 Two scratch courses are built from the repository: one with the course's nbgrader_config.py
 (every kernel in the bubblewrap sandbox, `GradingExecute`), one whose autograde step uses
-nbgrader's stock ``Execute`` instead (what the course did before the sandbox). Each round grades
+nbgrader's stock ``Execute`` instead (no sandbox; the kernel killed when done, as
+`GradingExecute` does, so that only the sandbox differs). Each round grades
 the complete example of every assignment in both, alternating which goes first, with
 `nbgrader autograde <ps> --student=<s> --force` timed from outside (nbgrader and kernel start-up
 included, as the demo table reports). Prints the seconds, the ratio per notebook and the median
@@ -29,6 +30,8 @@ from nbgrader.preprocessors import Execute as _StockExecute
 c.Autograde.autograde_preprocessors = [
     _StockExecute if p is GradingExecute else p for p in c.Autograde.autograde_preprocessors
 ]
+# GradingExecute kills a finished kernel at once; do the same so only the sandbox differs.
+c.Execute.shutdown_kernel = "immediate"
 """
 STUDENT = "example-complete"
 

@@ -11,6 +11,11 @@
     checks    helpers for autograded tests (clear failure messages, forbidden calls)
     source    ``show_source``: the real code of an implementation, shown in a lecture
     transfer  a pretrained CNN, linear probes and fine-tuning on a new task (lecture 6)
+    receptive receptive fields layer by layer and from gradients, the effective receptive field
+    weight_init  Xavier and He initialisation, per-layer signal statistics
+    schedules learning-rate schedules, per-step training, mini-batch gradient noise
+    architectures  Inception, pre-activation, DenseNet and depthwise-separable blocks, counts
+    interpret saliency, occlusion, Grad-CAM and a task that checks them
 
 Importing ``course_lib`` is cheap: submodules load on first use, so
 ``import course_lib`` never pulls in matplotlib, torchvision or scikit-learn.
@@ -35,6 +40,11 @@ _SUBMODULES = (
     "checks",
     "source",
     "transfer",
+    "receptive",
+    "weight_init",
+    "schedules",
+    "architectures",
+    "interpret",
 )
 
 __all__ = list(_SUBMODULES)

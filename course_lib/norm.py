@@ -19,13 +19,22 @@ with the biased one::
 In evaluation mode the running statistics replace ``mu_c`` and ``var_c``, so the layer becomes
 a fixed per-channel affine map.
 
-How it is computed: the statistics take two passes over the batch (the sum, then the squares
-of the centred values), after which ``y = scale_c * x + shift_c`` with
+How it is computed: the statistics take two passes over the batch (the mean, then the mean of
+the squared *centred* values), after which ``y = scale_c * x + shift_c`` with
 ``scale_c = gamma_c / sqrt(var_c + eps)`` and ``shift_c = beta_c - mu_c * scale_c`` folded into
-two numbers per channel, as PyTorch does. Each pass works through the batch a few images at a
-time (``course_lib._chunks``), so no temporary as large as the input is ever made. In training
-mode the backward pass is written by hand (:func:`batch_norm_backward`'s formula) and reuses
-the mean and ``1/sqrt(var + eps)`` that the forward pass saved.
+two numbers per channel, as PyTorch does: one multiply-add per value. A batch that fits in the
+CPU's cache (at most ``course_lib._chunks.CHUNK_BYTES``), and any tensor on a GPU, is processed
+whole, in a handful of tensor operations; a larger CPU batch goes through the same arithmetic
+a few images at a time (``course_lib._chunks``), so that no temporary as large as the input is
+ever made. In training mode the backward pass is written by hand (:func:`batch_norm_backward`'s
+formula) and reuses the mean and ``1/sqrt(var + eps)`` that the forward pass saved.
+
+Why two passes and not one: ``var = E[x^2] - E[x]^2`` needs a single pass but subtracts two
+nearly equal large numbers when the mean is large compared with the spread, and in float32
+loses every digit of the variance (mean 10^4, standard deviation 1: the one-pass formula
+returns numbers like -16 or 24 instead of 1). ``torch.var_mean`` is accurate (Welford's
+one-pass update) but on the CPU it is several times slower than the two passes (measured with
+PyTorch 2.x). The two centred passes are both accurate and fast.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from course_lib._chunks import batch_pieces
+from course_lib._chunks import CHUNK_BYTES, batch_pieces
 from course_lib._validate import check_same_device_dtype, check_tensor
 from course_lib.kernels import use_triton
 
@@ -126,6 +135,16 @@ def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.reshape((1, -1) + (1,) * (x.dim() - 2))
 
 
+def _in_one_piece(x: torch.Tensor) -> bool:
+    """Whether ``x`` is processed whole: it fits in the CPU's cache, or it lives on a GPU.
+
+    Larger CPU batches are processed a few images at a time (``course_lib._chunks``). On a
+    small batch that loop would cost more than the arithmetic: every tensor operation called
+    from Python has a fixed cost of about a microsecond.
+    """
+    return x.device.type != "cpu" or x.numel() * x.element_size() <= CHUNK_BYTES
+
+
 # ----------------------------------------------------------------------------------------------
 # functional forward and backward
 # ----------------------------------------------------------------------------------------------
@@ -139,12 +158,25 @@ def batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mu, biased var)``: the textbook two passes over ``x``, a few images at a time.
+    """``(mu, biased var)``: the textbook two passes over ``x``.
 
-    Pass 1 sums ``x`` (the mean); pass 2 centres each piece and adds up its squares while the
-    piece is still in the CPU's cache (see ``course_lib._chunks``). Squaring *centred*
-    values keeps the variance accurate even when the mean is much larger than the spread
-    (``E[x^2] - E[x]^2`` would cancel catastrophically).
+    Pass 1 averages ``x``; pass 2 averages the squares of the *centred* values ``x - mu``,
+    which keeps the variance accurate even when the mean is much larger than the spread
+    (``E[x^2] - E[x]^2`` would cancel catastrophically; see the module docstring).
+    """
+    if not _in_one_piece(x):
+        return _statistics_in_pieces(x)
+    dims = _reduce_dims(x)
+    mean = x.mean(dim=dims)
+    var = (x - _per_channel(mean, x)).square_().mean(dim=dims)
+    return mean, var
+
+
+def _statistics_in_pieces(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_statistics` for a large CPU batch, a few images at a time.
+
+    Pass 1 sums ``x``; pass 2 centres each piece and adds up its squares while the piece is
+    still in the CPU's cache (see ``course_lib._chunks``).
     """
     dims, m = _reduce_dims(x), _values_per_channel(x)
     pieces = [piece for (piece,) in batch_pieces(x)]
@@ -154,10 +186,10 @@ def _statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = total / m
     centre = _per_channel(mean, x)
     scratch = torch.empty_like(pieces[0])  # one buffer for every piece's squares
-    squares = 0
+    squares = torch.zeros_like(mean)
     for piece in pieces:
         deviations = torch.sub(piece, centre, out=scratch[: len(piece)])
-        squares = squares + deviations.square_().sum(dim=dims)
+        squares += deviations.square_().sum(dim=dims)
     return mean, squares / m
 
 
@@ -179,19 +211,22 @@ def _update_running_stats(
     running_var.lerp_(batch_var * (m / (m - 1)), momentum)
 
 
-def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
-    """``scale_c * x + shift_c`` per channel (no autograd), a few images at a time.
+def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``scale_c * x + shift_c`` per channel: a multiply, then an in-place add.
 
-    One multiply and one in-place add per piece (the add finds the product in cache); the
-    only tensor of x's size that is allocated is the result.
+    The add finds the product still in cache, and autograd can differentiate both steps
+    (evaluation mode relies on it). ``torch.addcmul(shift, x, scale)`` would do it in one
+    call but, measured on the CPU, is about twice as slow when each channel's images are
+    small (8x8), because it broadcasts all three operands.
     """
-    out = torch.empty_like(x)
-    scale = _per_channel(scale, x)
-    shift = None if shift is None else _per_channel(shift, x)
+    scale, shift = _per_channel(scale, x), _per_channel(shift, x)
+    if _in_one_piece(x) or _needs_grad(x, scale, shift):
+        out = x * scale
+        out += shift
+        return out
+    out = torch.empty_like(x)  # a large CPU batch: a few images at a time, each piece in cache
     for x_piece, out_piece in batch_pieces(x, out):
-        torch.mul(x_piece, scale, out=out_piece)
-        if shift is not None:
-            out_piece += shift
+        torch.mul(x_piece, scale, out=out_piece).add_(shift)
     return out
 
 
@@ -204,26 +239,57 @@ def _input_gradient(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(grad_x, grad_gamma, grad_beta)`` from the input, its mean and ``1/sqrt(var + eps)``.
 
-    With ``x_hat = (x - mu) * inv_std``::
+    With ``x_hat = (x - mu) * inv_std`` and ``scale = gamma * inv_std``::
 
         grad_beta  = sum(g)
         grad_gamma = sum(g * x_hat) = inv_std * sum(g * (x - mu))
-        grad_x     = gamma * inv_std / m * (m * g - grad_beta - x_hat * grad_gamma)
-                   = scale * ((x - mu) * k + g) + shift,   with  scale = gamma * inv_std,
-                     k = -inv_std^2 * sum(g * (x - mu)) / m,  shift = -scale * grad_beta / m
+        grad_x     = scale / m * (m * g - grad_beta - x_hat * grad_gamma)
+                   = scale * g  -  scale / m * grad_beta
+                     -  (scale / m * inv_std * grad_gamma) * (x - mu)
 
-    One pass for the two sums and one for ``grad_x``, a few images at a time (neither
-    ``x - mu`` nor ``x_hat`` is ever stored whole); like the forward pass, the second folds
-    ``mu`` into a per-channel constant: ``grad_x = (scale*k) * x + constant + scale * g``.
+    The last line is two multiply-adds per value (``torch.addcmul``) with per-channel
+    numbers; ``x - mu`` is computed once and serves both the sum and ``grad_x``.
+    """
+    if not _in_one_piece(x):
+        return _input_gradient_in_pieces(grad_out, x, mean, inv_std, gamma)
+    dims, m = _reduce_dims(x), _values_per_channel(x)
+    centred = x - _per_channel(mean, x)
+    grad_beta = grad_out.sum(dim=dims)
+    grad_gamma = (grad_out * centred).sum(dim=dims) * inv_std
+    scale = inv_std if gamma is None else gamma * inv_std
+    scale_over_m = scale / m
+    grad_x = torch.addcmul(
+        _per_channel(-scale_over_m * grad_beta, x), grad_out, _per_channel(scale, x)
+    )
+    x_hat_coefficient = _per_channel(scale_over_m * inv_std * grad_gamma, x)
+    grad_x.addcmul_(centred, x_hat_coefficient, value=-1)
+    return grad_x, grad_gamma, grad_beta
+
+
+def _input_gradient_in_pieces(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    inv_std: torch.Tensor,
+    gamma: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_input_gradient` for a large CPU batch, a few images at a time.
+
+    One pass for the two sums and one for ``grad_x`` (neither ``x - mu`` nor ``x_hat`` is
+    ever stored whole). The second pass folds ``mu`` into a per-channel constant::
+
+        grad_x = scale * ((x - mu) * k + g) + shift,   k = -inv_std^2 * sum(g * (x - mu)) / m,
+                                                       shift = -scale * grad_beta / m
+               = (scale * k) * x + (shift - scale * k * mu) + scale * g
     """
     dims, m = _reduce_dims(x), _values_per_channel(x)
     pieces = batch_pieces(grad_out, x)
     scratch = torch.empty_like(pieces[0][1])  # one buffer for every piece's products
-    grad_beta, dot = 0, 0
+    grad_beta, dot = torch.zeros_like(mean), torch.zeros_like(mean)
     for g_piece, x_piece in pieces:  # pass 1: sum(g) and sum(g * (x - mu)) per channel
-        grad_beta = grad_beta + g_piece.sum(dim=dims)
+        grad_beta += g_piece.sum(dim=dims)
         product = torch.sub(x_piece, _per_channel(mean, x), out=scratch[: len(x_piece)])
-        dot = dot + product.mul_(g_piece).sum(dim=dims)
+        dot += product.mul_(g_piece).sum(dim=dims)
     grad_gamma = dot * inv_std
     scale = inv_std if gamma is None else gamma * inv_std
     k = -inv_std.square() * dot / m
@@ -234,7 +300,7 @@ def _input_gradient(
     scale = _per_channel(scale, x)
     grad_x = torch.empty_like(x)
     for g_piece, x_piece, piece in batch_pieces(grad_out, x, grad_x):
-        torch.mul(x_piece, x_coefficient, out=piece).add_(constant).addcmul_(g_piece, scale)
+        torch.addcmul(constant, x_piece, x_coefficient, out=piece).addcmul_(g_piece, scale)
     return grad_x, grad_gamma, grad_beta
 
 
@@ -345,13 +411,11 @@ def batch_norm(
     inv_std = torch.rsqrt(running_var + eps)
     scale = inv_std if gamma is None else gamma * inv_std
     shift = -running_mean * scale if beta is None else beta - running_mean * scale
-    if _needs_grad(x, gamma, beta):  # let autograd differentiate the affine map
-        return x * _per_channel(scale, x) + _per_channel(shift, x)
-    if use_triton(x):
+    if use_triton(x) and not _needs_grad(x, gamma, beta):
         from course_lib.kernels import batch_norm_eval
 
         return batch_norm_eval(x, scale, shift)
-    return _affine(x, scale, shift)
+    return _affine(x, scale, shift)  # autograd differentiates the multiply-add when needed
 
 
 def batch_norm_backward(

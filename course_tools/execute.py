@@ -141,6 +141,7 @@ def execute_notebook(
     ``nbclient.exceptions.CellExecutionError`` (the notebook file is left unchanged) when a cell
     fails.
     """
+    from jupyter_client.kernelspec import KernelSpecManager
     from nbclient import NotebookClient
 
     path = Path(path)
@@ -158,7 +159,7 @@ def execute_notebook(
     client.execute()
     seconds = time.perf_counter() - start
     nb.cells.remove(probe)
-    spec = client.km.kernel_spec
+    spec = KernelSpecManager().get_kernel_spec(client.kernel_name)
     nb.metadata.kernelspec = {
         "display_name": spec.display_name,
         "language": spec.language,

@@ -53,6 +53,17 @@ POOL_FORBIDDEN = (  # ps2
     "course_lib.pooling.max_pool2d_backward",
     "course_lib.pooling.avg_pool2d",
 )
+# ps2 parts 1-2: the library's other ways to pool, windows cut out (Tensor.unfold, F.unfold) or
+# added back up (F.fold) for you, an average as a convolution with a constant kernel
+WINDOW_FORBIDDEN = (
+    "torch.Tensor.unfold",
+    "torch.nn.functional.unfold",
+    "torch.nn.Unfold",
+    "torch.nn.functional.fold",
+    "torch.nn.Fold",
+    "torch.nn.functional.conv2d",
+    "torch.nn.Conv2d",
+)
 AUTOGRAD_FORBIDDEN = ("torch.Tensor.backward", "torch.autograd.backward", "torch.autograd.grad")
 BN_FORBIDDEN = (
     "torch.nn.functional.batch_norm",
@@ -65,6 +76,22 @@ BN_FORBIDDEN = (
     "course_lib.norm.batch_statistics",
     "course_lib.norm.BatchNorm1d",
     "course_lib.norm.BatchNorm2d",
+)
+CONV_BACKWARD_FORBIDDEN = (  # ps1 part 5, where F.conv2d is allowed
+    "torch.autograd.grad",
+    "torch.autograd.backward",
+    "torch.Tensor.backward",
+    "torch.nn.functional.conv_transpose2d",
+    "torch.conv_transpose2d",
+    "torch.nn.ConvTranspose2d",
+    "torch.nn.grad.conv2d_input",
+    "torch.nn.grad.conv2d_weight",
+    "torch.nn.functional.fold",
+    "torch.nn.Fold",
+) + tuple(  # where the installed course_lib has them, as in the notebook
+    f"course_lib.conv.{name}"
+    for name in ("conv2d_backward_input", "conv2d_backward_weight")
+    if hasattr(course_lib.conv, name)
 )
 OPTIM_FORBIDDEN = (  # ps4's forbidden_optimizers()
     "torch.optim.SGD.step",
@@ -229,8 +256,9 @@ def test_honest_pooling_and_batch_norm_pass():
     x = torch.randn(2, 3, 8, 6, generator=gen, dtype=torch.float64)
     grad_out = torch.randn(2, 3, 4, 3, generator=gen, dtype=torch.float64)
     gamma, beta = torch.rand(3, dtype=torch.float64), torch.rand(3, dtype=torch.float64)
-    with forbid(*POOL_FORBIDDEN, *AUTOGRAD_FORBIDDEN):
+    with forbid(*POOL_FORBIDDEN, *WINDOW_FORBIDDEN):
         pooled = max_pool(x, 2), avg_pool(x, 2)
+    with forbid(*POOL_FORBIDDEN, *WINDOW_FORBIDDEN, *AUTOGRAD_FORBIDDEN):
         routed = max_pool_backward(grad_out, x, 2)
     torch.testing.assert_close(pooled[0], F.max_pool2d(x, 2))
     torch.testing.assert_close(pooled[1], F.avg_pool2d(x, 2))
@@ -244,6 +272,29 @@ def test_honest_pooling_and_batch_norm_pass():
     leaf = x.clone().requires_grad_(True)
     F.batch_norm(leaf, None, None, gamma, beta, training=True).backward(grad_out.repeat(1, 1, 2, 2))
     torch.testing.assert_close(grad_x, leaf.grad)
+
+
+def conv2d_backward_as_convolutions(grad_out, x, w):
+    """ps1 part 5's second route (stride 1, no padding): the gradients are correlations, F.conv2d
+    of the upstream gradient with the input (weights) and, fully padded, with the flipped
+    kernels (input)."""
+    kh, kw = w.shape[2:]
+    grad_w = F.conv2d(x.transpose(0, 1), grad_out.transpose(0, 1)).transpose(0, 1)
+    flipped = w.flip(2, 3).transpose(0, 1)
+    grad_x = F.conv2d(F.pad(grad_out, (kw - 1, kw - 1, kh - 1, kh - 1)), flipped)
+    return grad_x, grad_w
+
+
+def test_the_backward_pass_may_use_a_convolution_but_no_transposed_one():
+    """A transposed-convolution target stands for the transposed convolutions and the
+    convolution backward operators only: F.conv2d, which the exercise allows, runs."""
+    grad_out = torch.randn(2, 4, 5, 5, generator=gen, dtype=torch.float64)
+    with forbid(*CONV_BACKWARD_FORBIDDEN):
+        grad_x, grad_w = conv2d_backward_as_convolutions(grad_out, X, W)
+    leaf_x, leaf_w = X.clone().requires_grad_(True), W.clone().requires_grad_(True)
+    F.conv2d(leaf_x, leaf_w).backward(grad_out)
+    torch.testing.assert_close(grad_x, leaf_x.grad)
+    torch.testing.assert_close(grad_w, leaf_w.grad)
 
 
 def test_hand_written_optimizer_trains_a_cnn_under_forbidden_optimizers():
@@ -359,6 +410,36 @@ def test_convolution_routes_are_caught(attack):
             CONV_ATTACKS[attack](X, W)
 
 
+OUT = F.conv2d(X, W)
+CONV_BACKWARD_ATTACKS = {
+    "F.conv_transpose2d": lambda: F.conv_transpose2d(OUT, W),
+    "conv_transpose1d on a reshape": lambda: F.conv_transpose1d(OUT[:, :, 0], W[..., 0]),
+    "conv_transpose3d": lambda: F.conv_transpose3d(OUT[:, :, None], W[:, :, None]),
+    "nn.ConvTranspose2d": lambda: nn.ConvTranspose2d(4, 3, (3, 2)).double()(OUT),
+    "torch.convolution with transposed=True": lambda: torch.convolution(
+        OUT, W, None, [1, 1], [0, 0], [1, 1], True, [0, 0], 1
+    ),
+    "aten.convolution with transposed=True as a keyword": lambda: torch.ops.aten.convolution(
+        OUT, W, None, [1, 1], [0, 0], [1, 1], transposed=True, output_padding=[0, 0], groups=1
+    ),
+    "torch.nn.grad.conv2d_input": lambda: torch.nn.grad.conv2d_input(X.shape, W, OUT),
+    "the backward operator called directly": lambda: torch.ops.aten.convolution_backward(
+        OUT, X, W, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, True, False]
+    ),
+    "grad_fn of an earlier conv2d graph called by hand": lambda: CONV_EARLIER.grad_fn(
+        torch.ones_like(CONV_EARLIER)
+    ),
+    "F.fold adds the columns back up": lambda: F.fold(F.unfold(X, 2), X.shape[-2:], 2),
+}
+
+
+@pytest.mark.parametrize("attack", CONV_BACKWARD_ATTACKS)
+def test_transposed_convolution_routes_are_caught(attack):
+    with pytest.raises(ForbiddenCallError, match="not allowed"):
+        with forbid(*CONV_BACKWARD_FORBIDDEN):
+            CONV_BACKWARD_ATTACKS[attack]()
+
+
 XP = torch.randn(2, 3, 8, 8, dtype=torch.float64)
 LEAF = XP.clone().requires_grad_(True)
 POOLED_EARLIER = F.max_pool2d(LEAF, 2)  # its graph was built in an earlier cell
@@ -382,6 +463,14 @@ POOL_ATTACKS = {
     "grad_fn of an earlier graph called by hand": lambda: POOLED_EARLIER.grad_fn(
         torch.ones_like(POOLED_EARLIER)
     ),
+    "average pool as a convolution with a constant kernel": lambda: F.conv2d(
+        XP.flatten(0, 1)[:, None], torch.full((1, 1, 2, 2), 0.25, dtype=XP.dtype), stride=2
+    ),
+    "windows with F.unfold": lambda: F.unfold(XP, 2, stride=2).view(2, 3, 4, 16).amax(2),
+    "windows with Tensor.unfold": lambda: XP.unfold(2, 2, 2).unfold(3, 2, 2).amax((-2, -1)),
+    "windows added back up with F.fold": lambda: F.fold(
+        torch.ones(2, 12, 16, dtype=XP.dtype), (8, 8), 2, stride=2
+    ),
 }
 NORM_ATTACKS = {
     "instance_norm of the batch as one instance": lambda: F.instance_norm(XP.transpose(0, 1)[None]),
@@ -401,8 +490,9 @@ AUTOGRAD_ATTACKS = {
 
 @pytest.mark.parametrize("attack", POOL_ATTACKS)
 def test_pooling_routes_are_caught(attack):
-    with pytest.raises(ForbiddenCallError, match="not allowed"), forbid(*POOL_FORBIDDEN):
-        POOL_ATTACKS[attack]()
+    with pytest.raises(ForbiddenCallError, match="not allowed"):
+        with forbid(*POOL_FORBIDDEN, *WINDOW_FORBIDDEN):
+            POOL_ATTACKS[attack]()
 
 
 @pytest.mark.parametrize("attack", NORM_ATTACKS)

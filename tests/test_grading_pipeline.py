@@ -14,11 +14,11 @@ import hashlib
 import json
 import stat
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
 import pytest
+from grading_helpers import cell_meta, html_text, tiny_course
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course_tools import grading
@@ -47,38 +47,7 @@ def _manual_cells(assignment: str) -> dict[str, float]:
     }
 
 
-class _TextOnly(HTMLParser):
-    """The visible text of an HTML page (syntax highlighting splits code into many tags)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag, attrs):
-        self._skip += tag in ("style", "script")
-
-    def handle_endtag(self, tag):
-        self._skip -= tag in ("style", "script")
-
-    def handle_data(self, data):
-        if not self._skip:
-            self.parts.append(data)
-
-
-def html_text(path: Path) -> str:
-    parser = _TextOnly()
-    parser.feed(path.read_text())
-    return "".join(parser.parts)
-
-
 # --- fast unit tests of the notebook helpers -------------------------------------------------
-
-
-def _cell_meta(grade_id, **flags):
-    meta = {"grade": False, "solution": False, "locked": False, "task": False}
-    meta.update(flags, grade_id=grade_id, schema_version=3)
-    return {"nbgrader": meta}
 
 
 def test_split_regions_and_secret_lines():
@@ -101,13 +70,13 @@ def test_complete_and_partial_submissions_from_release_and_source():
         cells=[
             new_code_cell(
                 "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
-                metadata=_cell_meta("f", solution=True),
+                metadata=cell_meta("f", solution=True),
             ),
             new_markdown_cell(
-                "Because it doubles.", metadata=_cell_meta("why", grade=True, solution=True)
+                "Because it doubles.", metadata=cell_meta("why", grade=True, solution=True)
             ),
             new_code_cell(
-                "assert f(2) == 4", metadata=_cell_meta("test_f", grade=True, locked=True)
+                "assert f(2) == 4", metadata=cell_meta("test_f", grade=True, locked=True)
             ),
         ]
     )
@@ -115,13 +84,13 @@ def test_complete_and_partial_submissions_from_release_and_source():
         cells=[
             new_code_cell(
                 "def f(x):\n    raise NotImplementedError()",
-                metadata=_cell_meta("f", solution=True),
+                metadata=cell_meta("f", solution=True),
             ),
             new_markdown_cell(
-                "YOUR ANSWER HERE", metadata=_cell_meta("why", grade=True, solution=True)
+                "YOUR ANSWER HERE", metadata=cell_meta("why", grade=True, solution=True)
             ),
             new_code_cell(
-                "assert f(2) == 4", metadata=_cell_meta("test_f", grade=True, locked=True)
+                "assert f(2) == 4", metadata=cell_meta("test_f", grade=True, locked=True)
             ),
         ]
     )
@@ -178,32 +147,8 @@ def add(a, b):
 
 
 def _tiny_course(course_dir: Path) -> Path:
-    """A course with one assignment `tiny` whose test cell calls a student's `add`."""
-    course = grading.new_course(course_dir, assignments=[])
-    source = new_notebook(
-        cells=[
-            new_code_cell(
-                "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
-                metadata=_cell_meta("add", solution=True),
-            ),
-            new_code_cell(
-                "assert add(1, 2) == 3\n"
-                "### BEGIN HIDDEN TESTS\nassert add(-4, 4) == 0\n### END HIDDEN TESTS",
-                metadata=_cell_meta("test_add", grade=True, locked=True, points=2),
-            ),
-        ]
-    )
-    source.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbtools.write_notebook(source, grading.source_notebook(course, "tiny"))
-    grading.generate_release(course, ["tiny"])
-    release = nbtools.read_notebook(grading.release_notebook(course, "tiny"))
-    release.cells[0].source = NOISY_SOLUTION
-    nbtools.write_notebook(release, course / "submitted" / "noisy" / "tiny" / "tiny.ipynb")
-    return course
+    """A course with one assignment `tiny` whose test cell calls a student's noisy `add`."""
+    return tiny_course(course_dir, NOISY_SOLUTION, student="noisy")
 
 
 @pytest.mark.slow
@@ -218,7 +163,8 @@ def test_stderr_in_a_test_cell_does_not_cost_points(tmp_path):
     grading.autograde(bare, "tiny", extra_args=["--IgnorePattern.enabled=False"])
     assert grading.read_scores(bare)[("noisy", "tiny")].auto_score == 0.0
     graded = nbformat.read(bare / "autograded" / "noisy" / "tiny" / "tiny.ipynb", 4)
-    streams = [o.get("name") for o in graded.cells[1].outputs if o.output_type == "stream"]
+    test_cell = nbtools.cells_by_grade_id(graded)["test_add"]
+    streams = [o.get("name") for o in test_cell.outputs if o.output_type == "stream"]
     assert "stderr" in streams, "the test cell should have written to stderr"
 
     # Grading again never regrades over existing grades nor touches the submission.

@@ -13,7 +13,10 @@ Two recorders watch the ``with forbid(...)`` block:
   function object was reached.
 
 Each target names what it stands for: ``"torch.nn.functional.conv2d"`` every convolution
-operator (conv1d/2d/3d, transposed, the backends'), ``"torch.Tensor.unfold"`` ``aten::unfold``,
+operator (conv1d/2d/3d, transposed, the backends'), ``"torch.nn.functional.conv_transpose2d"``
+the transposed convolutions and the convolution backward operators only (an ordinary
+convolution, which a convolution's backward pass may use, stays allowed),
+``"torch.Tensor.unfold"`` ``aten::unfold``,
 ``"torch.nn.functional.unfold"`` ``aten::im2col``, a max-pooling name every max-pooling operator,
 a batch-norm name every normalization operator (batch, instance, layer, group norm), a
 ``torch.optim`` name the whole optimizer module (class, functional form, single-tensor / foreach
@@ -48,10 +51,21 @@ _OPERATOR_FAMILIES = {
     "max pooling": re.compile(r"max_pool|max_unpool|adaptive_max_pool|fractional_max_pool"),
     "average pooling": re.compile(r"avg_pool"),
     "normalization": re.compile(r"batch_norm|instance_norm|layer_norm|group_norm"),
+    # the operators that are a transposed convolution or a convolution's backward pass by name
+    "transposed convolution": re.compile(
+        r"^(?!.*convert).*(conv(?!ert).*(transpose|backward)|transpose.*conv(?!ert))"
+    ),
 }
-# Which family a torch target stands for, by its (lower-case) last name.
+# Operators that belong to a family only when an argument says so: `aten::convolution` (where
+# F.conv2d and F.conv_transpose2d both end up) is a transposed convolution when `transposed` is
+# true. family -> (operator names, the boolean argument).
+_CONDITIONAL_FAMILIES = {
+    "transposed convolution": (re.compile(r"^_?convolution(_overrideable)?$"), "transposed"),
+}
+# Which family a torch target stands for, by its (lower-case) last name; the first match wins.
 _TARGET_FAMILIES = [
-    (re.compile(r"conv(olution|\d?d|_transpose\d?d|transpose\d?d|_tbc)?$"), "convolution"),
+    (re.compile(r"conv_?transpose\d?d$"), "transposed convolution"),
+    (re.compile(r"conv(olution|\d?d|_tbc)?$"), "convolution"),
     (re.compile(r"im2col$"), "im2col"),
     (re.compile(r"fold$"), "col2im"),
     (re.compile(r"(max_?pool|max_?unpool|maxunpool|fractional_?max_?pool)"), "max pooling"),
@@ -65,6 +79,8 @@ class _Plan:
     """What the targets stand for: operator name -> target, code object -> target."""
 
     operators: types.MappingProxyType  # "aten::convolution" -> the targets standing for it
+    # "aten::convolution" -> ((argument name, targets), ...): forbidden when that argument is true
+    conditional: types.MappingProxyType
     code: types.MappingProxyType  # code object -> targets
     builtins: types.MappingProxyType  # id(builtin function) -> (targets, the builtin)
 
@@ -86,7 +102,7 @@ def _families_of(target: str, owner: object, obj: object) -> set[str]:
 
         tensor_method = isinstance(owner, type) and issubclass(owner, torch.Tensor)
         return {"unfold" if tensor_method else "im2col"}
-    return {family for pattern, family in _TARGET_FAMILIES if pattern.search(name)}
+    return next(({family} for pattern, family in _TARGET_FAMILIES if pattern.search(name)), set())
 
 
 def _operators(families: set[str]) -> set[str]:
@@ -95,6 +111,17 @@ def _operators(families: set[str]) -> set[str]:
         base = qualified.split("::", 1)[-1].split(".")[0]
         if any(_OPERATOR_FAMILIES[family].search(base) for family in families):
             found.add(qualified.split(".")[0])
+    return found
+
+
+def _conditional_operators(families: set[str]) -> dict[str, str]:
+    """Operator name -> the boolean argument that makes it one of ``families``."""
+    found = {}
+    for family in families & _CONDITIONAL_FAMILIES.keys():
+        pattern, argument = _CONDITIONAL_FAMILIES[family]
+        for qualified in _all_operator_names():
+            if pattern.search(qualified.split("::", 1)[-1].split(".")[0]):
+                found[qualified.split(".")[0]] = argument
     return found
 
 
@@ -258,6 +285,7 @@ def _optimizer_modules(owner: object, obj: object) -> set[str]:
 @functools.lru_cache(maxsize=64)
 def _plan(targets: tuple[str, ...]) -> _Plan:
     operators: dict[str, tuple[str, ...]] = {}
+    conditional: dict[str, dict[str, tuple[str, ...]]] = {}
     code: dict[types.CodeType, tuple[str, ...]] = {}
     builtin: dict[int, tuple[tuple[str, ...], object]] = {}
 
@@ -267,8 +295,11 @@ def _plan(targets: tuple[str, ...]) -> _Plan:
 
     for target in targets:
         owner, attr, obj = resolve_target(target)
-        for name in _operators(_families_of(target, owner, obj)):
+        families = _families_of(target, owner, obj)
+        for name in _operators(families):
             add(operators, name, target)
+        for name, argument in _conditional_operators(families).items():
+            add(conditional.setdefault(name, {}), argument, target)
         codes = _method_code(owner, attr, obj)
         for optimizer_module in _optimizer_modules(owner, obj):
             codes |= _module_code(optimizer_module)
@@ -287,6 +318,9 @@ def _plan(targets: tuple[str, ...]) -> _Plan:
             )
     return _Plan(
         types.MappingProxyType(operators),
+        types.MappingProxyType(
+            {name: tuple(by_argument.items()) for name, by_argument in conditional.items()}
+        ),
         types.MappingProxyType(code),
         types.MappingProxyType(builtin),
     )
@@ -329,12 +363,26 @@ def _operator_mode_class() -> type:
             self.plan, self.hits = plan, hits
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            targets = self.plan.operators.get(func._schema.name)
+            name = func._schema.name
+            targets = self.plan.operators.get(name)
             if targets is not None:
-                raise self.hits.record(targets, f"the operator {func._schema.name}")
+                raise self.hits.record(targets, f"the operator {name}")
+            for argument, targets in self.plan.conditional.get(name, ()):
+                if _argument(func, args, kwargs, argument) is True:
+                    raise self.hits.record(targets, f"the operator {name} with {argument}=True")
             return func(*args, **(kwargs or {}))
 
     return ForbiddenOperators
+
+
+def _argument(func, args: tuple, kwargs: dict | None, name: str) -> object:
+    """The value of the operator argument ``name`` in this call (None when not given)."""
+    if kwargs and name in kwargs:
+        return kwargs[name]
+    for index, argument in enumerate(func._schema.arguments):
+        if argument.name == name:
+            return args[index] if index < len(args) else None
+    return None
 
 
 def _operator_mode(plan: _Plan, hits: _Hits):
@@ -382,7 +430,8 @@ def forbid(*targets: str) -> Iterator[None]:
     a class (``"torch.optim.Adam"``, ``"torch.nn.Conv2d"``: creating or using one fails) or a
     method (``"torch.optim.Adam.step"``). What counts is what *runs* inside the block, recorded
     at PyTorch's dispatcher (the operator a torch target stands for: every convolution for
-    ``F.conv2d``, ``aten::im2col`` for ``F.unfold``, every max-pooling operator for
+    ``F.conv2d``, the transposed convolutions and the convolution backward operators for
+    ``F.conv_transpose2d``, ``aten::im2col`` for ``F.unfold``, every max-pooling operator for
     ``F.max_pool2d``, every normalization operator for ``F.batch_norm``) and as Python calls
     (the code of a Python function or class, matched by code object; a ``torch.optim`` name
     stands for its whole module: class, functional form and private kernels). So aliases made
@@ -403,7 +452,7 @@ def forbid(*targets: str) -> Iterator[None]:
     plan = _plan(tuple(targets))
     hits = _Hits()
     with contextlib.ExitStack() as stack:
-        if plan.operators:
+        if plan.operators or plan.conditional:
             stack.enter_context(_operator_mode(plan, hits))
         if plan.code or plan.builtins:
             stack.enter_context(_watch_python_calls(plan, hits))

@@ -23,6 +23,7 @@ from course_tools.grading.course import (
     EXAMPLES_DIR,
     RELEASE_DIR,
     REPO_ROOT,
+    GradingError,
     venv_bin_on_path,
 )
 
@@ -136,12 +137,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not students:
             print(f"error: nothing collected in {course}/submitted/<student>/{args.assignment}/")
             return 2
-        if args.scheduler:
-            from course_tools.grading.distributed import autograde_distributed
+        try:
+            if args.scheduler:
+                from course_tools.grading.distributed import autograde_distributed
 
-            run = autograde_distributed(course, args.assignment, students, scheduler=args.scheduler)
-        else:
-            run = autograde_assignment(course, args.assignment, students, jobs=_jobs(args))
+                run = autograde_distributed(
+                    course, args.assignment, students, scheduler=args.scheduler
+                )
+            else:
+                run = autograde_assignment(course, args.assignment, students, jobs=_jobs(args))
+        except GradingError as error:
+            print(f"error: {error}")
+            return 2
         if run.failures:
             print(f"FAILED: {', '.join(run.failures)} (see the messages above)")
             return 1
@@ -152,7 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         from course_tools.grading.demo import demo
 
-        run = demo(jobs=_jobs(args))
+        try:
+            run = demo(jobs=_jobs(args))
+        except GradingError as error:
+            print(f"error: {error}")
+            return 2
         return 1 if run.failures else 0
     return 0
 

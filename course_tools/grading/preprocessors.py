@@ -165,13 +165,7 @@ class CheckSubmissionPolicy(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         module_name, _, function_name = self.checker.rpartition(".")
-        try:
-            check = getattr(importlib.import_module(module_name), function_name)
-        except ModuleNotFoundError as error:  # until course_tools.policy lands on main
-            if error.name != module_name:
-                raise
-            self.log.error("submission policy NOT checked: %s is not installed", module_name)
-            return nb, resources
+        check = getattr(importlib.import_module(module_name), function_name)
         assignment = resources.get("nbgrader", {}).get("assignment", "")
         violations = check(nb, assignment, self.config)
         found = [asdict(v) if is_dataclass(v) else dict(v) for v in violations]

@@ -23,8 +23,9 @@ from course_tools.grading.course import (
 from course_tools.grading.gradebook import register
 
 # Students made from a spec ``examples/<kind>/<ps>.json`` (cells replaced in the complete example):
-# partial = plausible mistakes, cheat = calls the library operator the exercise asks for (no spec
-# for ps5, which forbids nothing), alternative = correct code in another style (full marks).
+# partial = plausible mistakes, cheat = calls the library operator the exercise asks for (a spec
+# exactly where a hidden test calls forbid), alternative = correct code in another style (full
+# marks).
 SPEC_STUDENTS = {
     "example-partial": "partial",
     "example-cheat": "cheat",

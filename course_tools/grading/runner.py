@@ -104,6 +104,20 @@ def autograde_submission(course_dir: Path, assignment: str, student: str) -> flo
     return seconds
 
 
+def check_sandbox(course_dir: Path) -> None:
+    """Raise GradingError (with the reason and the way out) when the course's configuration
+    would refuse to start sandboxed kernels, before any submission is touched."""
+    from traitlets.config import PyFileConfigLoader
+
+    from course_tools.grading.course import CONFIG_FILE
+    from course_tools.grading.sandbox import sandbox_problem
+
+    config = PyFileConfigLoader(CONFIG_FILE, path=str(course_dir)).load_config()
+    problem = sandbox_problem(config)
+    if problem:
+        raise GradingError(problem)
+
+
 def submitted_students(course_dir: Path, assignment: str) -> list[str]:
     """Students with a collected ``submitted/<student>/<assignment>/`` folder, sorted."""
     submitted = Path(course_dir) / "submitted"
@@ -157,15 +171,17 @@ def autograde_assignment(
 ) -> GradingRun:
     """Autograde every collected submission of ``assignment`` (or only ``students``), one by one.
 
-    The gradebook is backed up first (unless ``run`` already holds a backup). A failing
-    submission is logged in ``run.failures`` and the others are still graded. With ``jobs``,
-    ``jobs`` long-lived worker processes grade concurrently (`parallel.autograde_parallel`).
+    Raises GradingError at once when the grading sandbox cannot be created. The gradebook is
+    backed up first (unless ``run`` already holds a backup). A failing submission is logged in
+    ``run.failures`` and the others are still graded. With ``jobs``, ``jobs`` long-lived worker
+    processes grade concurrently (`parallel.autograde_parallel`).
     """
+    course_dir = Path(course_dir)
+    check_sandbox(course_dir)
     if jobs is not None:
         from course_tools.grading.parallel import autograde_parallel
 
         return autograde_parallel(course_dir, assignment, students, jobs, run=run, log=log)
-    course_dir = Path(course_dir)
     if run is None:
         run = GradingRun(course_dir, [assignment], {}, {})
     if run.backup is None:
@@ -203,6 +219,7 @@ def grade_course(
     are collected in ``failures``; nothing is deleted.
     """
     course_dir = Path(course_dir)
+    check_sandbox(course_dir)
     assignments = list(assignments or list_assignments(course_dir))
     students = sorted(p.name for p in Path(examples_dir).iterdir() if p.is_dir())
     run = GradingRun(course_dir, assignments, {}, {})

@@ -52,6 +52,8 @@ from traitlets import Bool, Integer, List, Unicode
 GiB = 1024**3
 MiB = 1024**2
 SANDBOX_HOME = "/home/student"
+CGROUP_PREFIX = "course-sandbox-"
+STALE_CGROUP_SECONDS = 3600  # a grader killed with SIGKILL leaves its (empty) cgroups behind
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # The environment a kernel gets: nothing else of the grader's environment (tokens, paths) leaks.
 PASSED_ENV = ("LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NBGRADER_EXECUTION")
@@ -142,6 +144,27 @@ def readonly_paths(extra: list[str] = ()) -> list[Path]:
         if path.exists() and not any(path.is_relative_to(seen) for seen in unique):
             unique.append(path)
     return unique
+
+
+def sandbox_problem(config=None) -> str | None:
+    """Why grading with this configuration would refuse to start a kernel, or None.
+
+    None also when the sandbox is missing but ``allow_unsandboxed`` is set.
+    """
+    manager = SandboxedKernelManager(config=config)
+    reason = probe_bwrap(manager.bwrap, manager.kernel_uid)
+    if reason is None or manager.allow_unsandboxed:
+        return None
+    return refusal(reason)
+
+
+def refusal(reason: str) -> str:
+    return (
+        f"cannot create the grading sandbox: {reason}.\nGrading refuses to run student code "
+        "without it. Install bubblewrap on Linux (Debian/Ubuntu: `apt-get install bubblewrap`), "
+        "or, only for submissions you trust, set "
+        "`c.SandboxedKernelManager.allow_unsandboxed = True` in nbgrader_config.py."
+    )
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -272,7 +295,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             parent = _own_cgroup(controller)
             if parent is None or not os.access(parent, os.W_OK):
                 continue
-            group = parent / f"course-sandbox-{uuid.uuid4().hex[:12]}"
+            remove_stale_cgroups(parent)
+            group = parent / f"{CGROUP_PREFIX}{uuid.uuid4().hex[:12]}"
             try:
                 group.mkdir()
                 for name, value in settings.items():
@@ -358,12 +382,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         root = os.geteuid() == 0
         reason = probe_bwrap(self.bwrap, self.kernel_uid)
         if reason is not None and not self.allow_unsandboxed:
-            raise SandboxUnavailable(
-                f"cannot create the grading sandbox: {reason}.\nGrading refuses to run student "
-                "code without it. Install bubblewrap on Linux (Debian/Ubuntu: `apt-get install "
-                "bubblewrap`), or, only for submissions you trust, set "
-                "`c.SandboxedKernelManager.allow_unsandboxed = True` in nbgrader_config.py."
-            )
+            raise SandboxUnavailable(refusal(reason))
         self.sandboxed = reason is None
         self.runtime_dir = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
         self.connection_file = str(self.runtime_dir / "kernel.json")
@@ -438,6 +457,19 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.runtime_dir is not None:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
             self.runtime_dir = None
+
+
+def remove_stale_cgroups(parent: Path) -> None:
+    """Remove empty kernel cgroups older than an hour that a killed grader left in ``parent``.
+
+    Only empty ones: ``rmdir`` fails on a cgroup that still has processes (another grader's).
+    """
+    for group in parent.glob(f"{CGROUP_PREFIX}*"):
+        try:
+            if time.time() - group.stat().st_mtime > STALE_CGROUP_SECONDS:
+                group.rmdir()
+        except OSError:
+            pass
 
 
 def remove_cgroup(group: Path, attempts: int = 50) -> bool:

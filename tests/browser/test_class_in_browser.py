@@ -54,7 +54,12 @@ EXAMPLES = grading.REPO_ROOT / grading.EXAMPLES_DIR / "submissions"
 # The course's grading command, as the instructor types it in a terminal of their JupyterLab
 # (docs/instructor-guide.md: the course environment is on PATH there, and nbgrader finds
 # ~/cnn-course from any directory).
-GRADING_COMMAND = "nbgrader autograde {assignment}"
+GRADING_COMMAND = "python -m course_tools.grading autograde {assignment}"
+
+
+def _score_pattern(points: float, out_of: float) -> str:
+    """The feedback header's "Score: 28.0 / 30.0", for these numbers."""
+    return rf"Score:\s*{points:g}(\.0)?\s*/\s*{out_of:g}(\.0)?\b"
 
 
 def _account(hub, name):
@@ -223,7 +228,12 @@ def test_8_students_read_their_feedback_with_formulas(hub, sessions):
     screenshot(page, "8-feedback-in-jupyterlab")
     assert mathjax["errors"] == 0 and mathjax["rendered"] > 0, mathjax
     text = feedback.inner_text("body")
-    assert re.search(r"Score:\s*24(\.0)?\s*/\s*25", text), text[:500]
+    # The feedback's total is what the gradebook holds: autograded points plus the 2 given by
+    # hand in step 6, out of all the points of the problem set.
+    scores = grading.read_scores(hub.course.course_dir)
+    ben = scores[(BEN, PS3)]
+    expected = _score_pattern(ben.counted_score, ben.auto_max + ben.manual_max)
+    assert re.search(expected, text), text[:500]
     # Ada: her ps1 feedback, opened in a browser tab from her server.
     ada = sessions.page(ADA)
     open_assignments(ada)
@@ -234,7 +244,8 @@ def test_8_students_read_their_feedback_with_formulas(hub, sessions):
     tab = sessions.tab(ADA, hub.user_url(ADA, f"files/{relative}"))
     mathjax = wait_for_mathjax(tab)
     assert mathjax["errors"] == 0 and mathjax["rendered"] > 0, mathjax
-    assert re.search(r"Score:\s*0(\.0)?\s*/\s*25", tab.inner_text("body"))
+    ada_ps1 = scores[(ADA, PS1)]
+    assert re.search(_score_pattern(0, ada_ps1.auto_max), tab.inner_text("body"))
 
 
 def test_9_lecture_widget_redraws_when_a_slider_moves(hub, sessions):

@@ -217,19 +217,12 @@ def grade_assignment(
     seconds and failures in the `runner.GradingRun` and print the summary table.
     """
     from course_tools.grading.database import gradebook_url, prepare_for_workers
-    from course_tools.grading.gradebook import backup_gradebook, gradebook, register
-    from course_tools.grading.runner import GradingRun, is_graded, submitted_students
+    from course_tools.grading.gradebook import gradebook
+    from course_tools.grading.runner import is_graded, start_run
 
     log = log or tqdm.write
     course_dir = Path(course_dir).resolve()
-    if run is None:
-        run = GradingRun(course_dir, [assignment], {}, {})
-    if run.backup is None:
-        run.backup = backup_gradebook(course_dir)
-        if run.backup:
-            log(f"gradebook backed up to {run.backup}")
-    students = list(students) if students else submitted_students(course_dir, assignment)
-    register(course_dir, [assignment], students)
+    run, students = start_run(course_dir, assignment, students, run, log)
     if workers > 1:
         done = prepare_for_workers(gradebook_url(course_dir))
         if done:

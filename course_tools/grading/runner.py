@@ -161,6 +161,30 @@ def timing_table(run: GradingRun) -> str:
     return format_table(["student", *run.assignments], {**rows, "total": totals})
 
 
+def start_run(
+    course_dir: Path,
+    assignment: str,
+    students: Sequence[str] | None,
+    run: GradingRun | None,
+    log: Callable[[str], None],
+) -> tuple[GradingRun, list[str]]:
+    """What every grading run does first: ``(run, students)`` after the backup and registration.
+
+    Back up the gradebook (unless ``run`` already holds a backup), take every collected
+    submission when ``students`` is empty, and register the assignment and the students in the
+    gradebook.
+    """
+    if run is None:
+        run = GradingRun(course_dir, [assignment], {}, {})
+    if run.backup is None:
+        run.backup = backup_gradebook(course_dir)
+        if run.backup:
+            log(f"gradebook backed up to {run.backup}")
+    students = list(students) if students else submitted_students(course_dir, assignment)
+    register(course_dir, [assignment], students)
+    return run, students
+
+
 def autograde_assignment(
     course_dir: Path,
     assignment: str,
@@ -182,14 +206,7 @@ def autograde_assignment(
         from course_tools.grading.parallel import autograde_parallel
 
         return autograde_parallel(course_dir, assignment, students, jobs, run=run, log=log)
-    if run is None:
-        run = GradingRun(course_dir, [assignment], {}, {})
-    if run.backup is None:
-        run.backup = backup_gradebook(course_dir)
-        if run.backup:
-            log(f"gradebook backed up to {run.backup}")
-    students = list(students) if students else submitted_students(course_dir, assignment)
-    register(course_dir, [assignment], students)
+    run, students = start_run(course_dir, assignment, students, run, log)
     for student in students:
         try:
             seconds = autograde_submission(course_dir, assignment, student)

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Integer, List, Unicode
+from traitlets import Bool, Dict, Integer, List, Unicode
 
 GiB = 1024**3
 MiB = 1024**2
@@ -205,6 +205,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         Unicode(), help="More host folders the kernel may read (e.g. a shared dataset folder)"
     ).tag(config=True)
     bwrap = Unicode("bwrap", help="The bubblewrap executable").tag(config=True)
+    # Set by the grading workers, not in the configuration: a kernel started ahead of its
+    # notebook gets NBGRADER_EXECUTION=autograde here, without touching os.environ, which
+    # nbgrader's own setenv manages on another thread at the same time.
+    extra_env = Dict(help="Variables added to the kernel's clean environment")
 
     def __init__(self, *args, **kwargs):
         # The grader chooses the kernel, never the notebook: whatever kernel_name nbclient passes
@@ -262,6 +266,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if os.environ.get("PYTHONPATH"):
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         env.setdefault("LANG", "C.UTF-8")
+        env.update(self.extra_env)
         return env
 
     def _stage_submission(self, cwd: Path) -> Path:

@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jupyter_core.utils import run_sync
-from nbgrader.utils import setenv
 
 from course_tools.grading.course import CONFIG_FILE, GradingError, nbgrader_env, venv_bin_on_path
 from course_tools.grading.database import with_busy_timeout
@@ -122,12 +121,10 @@ class KernelPool:
         placeholder.mkdir(exist_ok=True)
         executor = self._executor()
         km = executor.kernel_manager_class(config=self.config)
+        if km.has_trait("extra_env"):  # the environment of nbgrader's autograde step
+            km.extra_env = {"NBGRADER_EXECUTION": "autograde"}
         try:
-            # The environment of nbgrader's autograde step, whenever the kernel is started.
-            with setenv(NBGRADER_EXECUTION="autograde"):
-                run_sync(km.start_kernel)(
-                    cwd=str(placeholder), extra_arguments=self.kernel_arguments()
-                )
+            run_sync(km.start_kernel)(cwd=str(placeholder), extra_arguments=self.kernel_arguments())
         except Exception as error:  # the notebook's own (cold) start will report it properly
             self.log.warning("could not start a kernel ahead of time: %s", error)
             _kill(km)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-_LAYOUTS = {1: "(L,)", 2: "(N, D)", 3: "(C, H, W)", 4: "(N, C, H, W)"}
+_LAYOUTS = {1: "(L,)", 2: "(N, C)", 3: "(C, H, W)", 4: "(N, C, H, W)"}
 
 
 def check_tensor(

@@ -1,7 +1,7 @@
 """Batch normalization: the functional forward pass, the backward pass by hand, and modules.
 
 For every channel ``c`` the statistics are taken over all the other axes, i.e. over the
-``m = N`` rows of an ``(N, D)`` input or the ``m = N * H * W`` values of an ``(N, C, H, W)`` input::
+``m = N`` rows of an ``(N, C)`` input or the ``m = N * H * W`` values of an ``(N, C, H, W)`` input::
 
     mu_c    = 1/m * sum x                       (batch mean)
     var_c   = 1/m * sum (x - mu_c)^2            (biased batch variance: used to normalize)
@@ -55,7 +55,7 @@ __all__ = [
     "BatchNorm2d",
 ]
 
-_LAYOUT = "(N, D) or (N, C, H, W)"
+_LAYOUT = "(N, C) or (N, C, H, W)"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def _check_enough_values(x: torch.Tensor) -> None:
 # shape helpers
 # ----------------------------------------------------------------------------------------------
 def _reduce_dims(x: torch.Tensor) -> tuple[int, ...]:
-    """Every axis but the channel axis 1: (0,) for (N, D), (0, 2, 3) for (N, C, H, W)."""
+    """Every axis but the channel axis 1: (0,) for (N, C), (0, 2, 3) for (N, C, H, W)."""
     return (0,) + tuple(range(2, x.dim()))
 
 
@@ -149,7 +149,7 @@ def _in_one_piece(x: torch.Tensor) -> bool:
 # functional forward and backward
 # ----------------------------------------------------------------------------------------------
 def batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel batch mean and *biased* variance of ``x: (N, D) or (N, C, H, W)``.
+    """Per-channel batch mean and *biased* variance of ``x: (N, C) or (N, C, H, W)``.
 
     ``mu_c = 1/m sum x``, ``var_c = 1/m sum (x - mu_c)^2`` over every axis but the channel
     axis (``m = N`` or ``N*H*W``). Returns two ``(C,)`` tensors.
@@ -363,8 +363,8 @@ def batch_norm(
 ) -> torch.Tensor:
     """Batch normalization ``y = gamma * (x - mu) / sqrt(var + eps) + beta``, per channel.
 
-    Shapes: ``x: (N, D)`` or ``(N, C, H, W)``; ``gamma, beta, running_mean, running_var: (C,)``
-    (with ``C = D`` for 2-D input). Returns a tensor of x's shape.
+    Shapes: ``x: (N, C)`` or ``(N, C, H, W)``; ``gamma, beta, running_mean, running_var: (C,)``
+    (for 2-D input ``C`` counts the features). Returns a tensor of x's shape.
 
     * ``training=True``: ``mu`` and ``var`` are the batch mean and the *biased* batch variance
       (see :func:`batch_statistics`). If running statistics are given they are updated **in
@@ -438,7 +438,7 @@ def batch_norm_backward(
     ``var`` from ``x``; inside :func:`batch_norm` the same formula reuses what the forward
     pass saved.
 
-    Shapes: ``grad_out, x: (N, D)`` or ``(N, C, H, W)``, ``gamma: (C,)`` (None means 1).
+    Shapes: ``grad_out, x: (N, C)`` or ``(N, C, H, W)``, ``gamma: (C,)`` (None means 1).
     Returns ``(grad_x, grad_gamma, grad_beta)`` with shapes ``x.shape, (C,), (C,)``.
     """
     x = _check_input(x)
@@ -567,10 +567,10 @@ class BatchNorm2d(_BatchNorm):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch norm over ``(N, D)``: statistics per feature over the ``N`` rows.
+    """Batch norm over ``(N, C)``: statistics per feature over the ``N`` rows.
 
     Equal to ``torch.nn.BatchNorm1d`` on 2-D input (the ``(N, C, L)`` layout is not supported).
     """
 
     input_ndim = 2
-    layout = "(N, D)"
+    layout = "(N, C)"

@@ -312,7 +312,7 @@ ONES3 = torch.ones(3)
         (
             lambda: batch_norm(torch.randn(2, 3, 4), None, None),
             ValueError,
-            r"\(N, D\) or \(N, C, H, W\)",
+            r"\(N, C\) or \(N, C, H, W\)",
         ),
         (lambda: batch_norm(torch.ones(2, 3, dtype=torch.long), None, None), TypeError, "floating"),
         (lambda: batch_norm(X4, torch.ones(4), None), ValueError, "gamma.*3 channels"),
@@ -355,7 +355,7 @@ ONES3 = torch.ones(3)
         (lambda: BatchNorm2d(3)(torch.randn(2, 4, 3, 3)), ValueError, "expects 3 channels"),
         (lambda: BatchNorm2d(3)(torch.ones(2, 3, 2, 2, dtype=torch.int32)), TypeError, "floating"),
         (lambda: BatchNorm2d(3)(torch.randn(1, 3, 1, 1)), ValueError, "more than 1 value"),
-        (lambda: BatchNorm1d(3)(torch.randn(2, 3, 4)), ValueError, r"2-D tensor \(N, D\)"),
+        (lambda: BatchNorm1d(3)(torch.randn(2, 3, 4)), ValueError, r"2-D tensor \(N, C\)"),
         (lambda: BatchNorm1d(3)(torch.randn(1, 3)), ValueError, "more than 1 value"),
     ],
 )

@@ -150,6 +150,22 @@ def test_plot_history_one_and_several_runs():
     assert [line.get_label() for line in lines][-1] == "best epoch (2, lowest val loss)"
 
 
+def test_plot_history_best_epoch_lines_of_runs_that_share_it_stay_visible():
+    shared = {"train_loss": [1.0, 0.5, 0.4], "val_loss": [0.9, 0.8, 0.7], "best_epoch": 2}
+    own = {**shared, "best_epoch": 0}
+    fig = plot.plot_history({"a": shared, "b": shared, "c": shared, "d": own}, metrics=("loss",))
+    best = {
+        line.get_label().split()[0]: (line.get_xdata()[0], line.get_color())
+        for line in fig.axes[0].get_lines()
+        if "best epoch" in line.get_label()
+    }
+    xs = sorted(best[name][0] for name in "abc")
+    assert xs[0] < xs[1] < xs[2] and xs[1] == pytest.approx(3)  # centred on epoch 3, spread
+    assert xs[2] - xs[0] < 0.5  # still read as epoch 3
+    assert len({best[name][1] for name in "abc"}) == 3  # each in its run's colour
+    assert best["d"][0] == 1  # a run alone at its epoch is not moved
+
+
 def test_plot_trajectories():
     def bowl(p):
         return 0.5 * (p[..., 0] ** 2 + 10 * p[..., 1] ** 2)

@@ -12,7 +12,9 @@ How a Triton kernel works, in four lines: the GPU runs many copies of the kernel
 *programs*, at once; ``tl.program_id(axis)`` says which one is running; each program works
 on a *block* of numbers at a time (``tl.arange(0, BLOCK)`` is a vector of offsets, and
 ``tl.load`` / ``tl.store`` read and write whole blocks, with a ``mask`` for the ragged edge);
-and ``tl.dot`` multiplies two blocks as matrices on the GPU's matrix units.
+and ``tl.dot`` multiplies two blocks as matrices (on the GPU's matrix units for float16 and
+bfloat16; for float32 these kernels ask for exact IEEE products, not the TF32 that PyTorch's
+own convolutions use on such GPUs by default).
 
     conv2d_forward(x, weight, bias, stride, padding, dilation)   implicit-GEMM convolution
     batch_norm_forward(x, gamma, beta, eps)                        training mode: stats + normalize

@@ -13,7 +13,7 @@ Evaluation mode, :func:`batch_norm_eval`: one program per block of values; each 
 up its channel's ``scale`` and ``shift`` and is written once.
 
 Value ``k`` of channel ``c`` (``k = n*H*W + p`` for image ``n`` and pixel ``p``) sits at
-``(n*C + c)*H*W + p`` in a contiguous ``(N, C, H, W)`` tensor; a ``(N, D)`` input is the case
+``(n*C + c)*H*W + p`` in a contiguous ``(N, C, H, W)`` tensor; a ``(N, C)`` input is the case
 ``H*W = 1``.
 """
 
@@ -95,7 +95,7 @@ def batch_norm_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training-mode batch norm: ``(y, mean, biased var)`` from :func:`batch_norm_train_kernel`.
 
-    Shapes: ``x: (N, D)`` or ``(N, C, H, W)``, ``gamma, beta: (C,)`` or None ->
+    Shapes: ``x: (N, C)`` or ``(N, C, H, W)``, ``gamma, beta: (C,)`` or None ->
     ``y`` like ``x``, ``mean, var: (C,)`` in float32.
     """
     x = x.contiguous()

@@ -217,7 +217,7 @@ def freeze(module: nn.Module) -> nn.Module:
 def extract_features(
     features: nn.Module, images: Tensor, batch_size: int = 500, device: str | torch.device = "cpu"
 ) -> Tensor:
-    """Run the frozen feature extractor once: ``images (N, ...)`` -> features ``(N, D)`` on the CPU.
+    """Run the frozen extractor once: ``images (N, ...)`` -> ``(N, feature_dim)`` on the CPU.
 
     Eval mode and no gradients; ``features`` is put back in the mode it was in.
     """
@@ -243,14 +243,14 @@ def train_linear_probe(
     lr: float = 1e-3,
     seed: int = 0,
 ) -> nn.Linear:
-    """A linear classifier on fixed features: ``nn.Linear(D, num_classes)`` trained with Adam.
+    """A linear classifier on fixed features: ``nn.Linear(feature_dim, num_classes)``, with Adam.
 
-    ``train_features: (N, D)``, ``train_labels: (N,)``. Full batch (N is small here), so each
-    epoch is one step. Same ``seed``, same initial weights.
+    ``train_features: (N, feature_dim)``, ``train_labels: (N,)``. Full batch (N is small
+    here), so each epoch is one step. Same ``seed``, same initial weights.
     """
     if train_features.dim() != 2 or train_labels.shape != (train_features.shape[0],):
         raise ValueError(
-            f"need train_features (N, D) and train_labels (N,); got "
+            f"need train_features (N, feature_dim) and train_labels (N,); got "
             f"{tuple(train_features.shape)} and {tuple(train_labels.shape)}"
         )
     seed_everything(seed)

@@ -115,3 +115,31 @@ def test_export_command_writes_every_format(gradebook_db, capsys):
     assert set(rows[0]) == set(bulk_export.PROBLEM_COLUMNS)
     assert main(["export", "--assignment", "nope", "--course", str(course)]) == 2
     assert "no assignment nope" in capsys.readouterr().out
+
+
+def test_commands_find_the_course_as_nbgrader_does(gradebook_db, tmp_path, monkeypatch, capsys):
+    """From the course root; from anywhere when the instructor's nbgrader configuration names the
+    course (c.CourseDirectory.root, as `classroom instructor-config` writes on a hub); a wrong
+    --course or no course at all is a clear error."""
+    course = _course(gradebook_db)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    jupyter_dir = tmp_path / "jupyter-config"
+    jupyter_dir.mkdir()
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(jupyter_dir))
+    monkeypatch.setenv("JUPYTER_CONFIG_PATH", "")
+    monkeypatch.chdir(elsewhere)
+    assert grading.find_course_root() is None
+    assert main(["export"]) == 2
+    assert "names no course (c.CourseDirectory.root)" in capsys.readouterr().out
+    monkeypatch.chdir(course)
+    assert grading.find_course_root() == course.resolve()
+    monkeypatch.chdir(elsewhere)
+    (jupyter_dir / "nbgrader_config.py").write_text(
+        f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n"
+    )
+    assert grading.find_course_root() == course.resolve()
+    assert main(["export", "--to", str(tmp_path / "found.csv")]) == 0
+    assert (tmp_path / "found.csv").is_file()
+    assert main(["export", "--course", str(elsewhere)]) == 2
+    assert "--course must be the course root" in capsys.readouterr().out

@@ -105,7 +105,7 @@ def test_features_probe_and_freeze():
     frozen = transfer.freeze(model.features)
     assert not any(p.requires_grad for p in frozen.parameters())
     assert all(p.requires_grad for p in model.classifier.parameters())
-    with pytest.raises(ValueError, match=r"\(N, D\)"):
+    with pytest.raises(ValueError, match=r"\(N, feature_dim\) and train_labels \(N,\)"):
         transfer.train_linear_probe(features, labels[:3], num_classes=5)
 
 

@@ -8,7 +8,9 @@
     export [--format F] [--to X] grades to CSV: per assignment (nbgrader's columns), per problem,
                                  or for Canvas / Moodle (fast, for a whole class)
 
-Run it from the course root (the folder holding nbgrader_config.py), or pass --course.
+Run it from the course root (the folder holding nbgrader_config.py), from anywhere when the
+instructor's nbgrader configuration names the course (``c.CourseDirectory.root``, as on a hub),
+or pass --course.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from course_tools.grading.course import (
     RELEASE_DIR,
     REPO_ROOT,
     GradingError,
+    find_course_root,
     venv_bin_on_path,
 )
 
@@ -49,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     autograde.add_argument(
         "--course",
         type=Path,
-        default=Path.cwd(),
-        help="course root holding nbgrader_config.py (default: the current folder)",
+        help="course root holding nbgrader_config.py (default: the current folder, else the "
+        "CourseDirectory.root of your nbgrader configuration)",
     )
     _add_jobs_options(autograde)
     autograde.add_argument(
@@ -71,8 +74,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--to", type=Path, help="the CSV file (default: grades-<format>.csv)")
     export.add_argument("--assignment", action="append", help="only this assignment (repeat)")
-    export.add_argument("--course", type=Path, default=Path.cwd(), help="the course root")
+    export.add_argument(
+        "--course", type=Path, help="the course root (found as for autograde when not given)"
+    )
     return parser
+
+
+def _course_root(given: Path | None) -> Path | None:
+    """``--course`` when given (it must hold nbgrader_config.py), else `find_course_root`."""
+    if given is not None:
+        if (given / CONFIG_FILE).is_file():
+            return given.resolve()
+        print(f"error: no {CONFIG_FILE} in {given.resolve()}: --course must be the course root")
+        return None
+    course = find_course_root()
+    if course is None:
+        print(
+            f"error: no {CONFIG_FILE} in {Path.cwd()}, and your nbgrader configuration names no "
+            "course (c.CourseDirectory.root): run from the course root or pass --course"
+        )
+    return course
 
 
 def _job_count(text: str) -> int:
@@ -129,9 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "autograde":
         from course_tools.grading.runner import autograde_assignment, submitted_students
 
-        course = args.course.resolve()
-        if not (course / CONFIG_FILE).is_file():
-            print(f"error: no {CONFIG_FILE} in {course}: run from the course root or pass --course")
+        course = _course_root(args.course)
+        if course is None:
             return 2
         students = args.student or submitted_students(course, args.assignment)
         if not students:
@@ -155,7 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "export":
         from course_tools.grading.bulk_export import export_command
 
-        return export_command(args.course.resolve(), args.format, args.to, args.assignment or ())
+        course = _course_root(args.course)
+        if course is None:
+            return 2
+        return export_command(course, args.format, args.to, args.assignment or ())
     else:
         from course_tools.grading.demo import demo
 

@@ -27,6 +27,31 @@ class GradingError(RuntimeError):
     """An nbgrader step failed; the message holds the tail of its log."""
 
 
+def find_course_root(start: Path | None = None) -> Path | None:
+    """The course root for a grading command run in ``start`` (default: the current folder).
+
+    ``start`` itself when it holds nbgrader_config.py; otherwise the folder nbgrader would use:
+    ``c.CourseDirectory.root`` from the nbgrader configuration in Jupyter's configuration
+    folders (``jupyter --paths``; ``python -m course_tools.classroom instructor-config`` writes
+    it), so that the command works from any folder, as nbgrader's own commands do. None when
+    neither names a course.
+    """
+    from jupyter_core.paths import jupyter_config_path
+    from traitlets.config.loader import Config, PyFileConfigLoader
+
+    start = Path.cwd() if start is None else Path(start)
+    if (start / CONFIG_FILE).is_file():
+        return start.resolve()
+    config = Config()
+    for folder in reversed(jupyter_config_path()):  # lowest priority first, as Jupyter merges
+        if (Path(folder) / CONFIG_FILE).is_file():
+            config.merge(PyFileConfigLoader(CONFIG_FILE, path=folder).load_config())
+    root = config.CourseDirectory.get("root")
+    if root and (Path(root) / CONFIG_FILE).is_file():
+        return Path(root).resolve()
+    return None
+
+
 def venv_bin_on_path() -> None:
     """Put this interpreter's bin first on ``os.environ["PATH"]`` (idempotent).
 

@@ -256,8 +256,17 @@ def test_9_lecture_widget_redraws_when_a_slider_moves(hub, sessions):
     # The interact output is redrawn on every change: locators, not element handles.
     expect(explorer).to_contain_text("output shape (24, 24); rule gives 24x24", timeout=60_000)
     stride = explorer.locator(".widget-slider:has(.widget-label:text-is('stride'))")
-    stride.locator(".noUi-handle").focus()
-    page.keyboard.press("ArrowRight")  # stride 2 -> 3: floor((48 + 4 - 5) / 3) + 1 = 16
+    # stride 2 -> 3: floor((48 + 4 - 5) / 3) + 1 = 16. After "Run All" the notebook shows its
+    # last cell and still has the keyboard: bring the slider into view and give its handle the
+    # focus (again, if JupyterLab took it back before the key arrived) until the value moves.
+    handle = stride.locator(".noUi-handle")
+    for _attempt in range(3):
+        handle.scroll_into_view_if_needed()
+        handle.click()
+        page.keyboard.press("ArrowRight")
+        if stride.locator(".widget-readout").inner_text().strip() != "2":
+            break
+        page.wait_for_timeout(1000)
     expect(stride).to_contain_text("3")
     expect(explorer).to_contain_text("output shape (16, 16); rule gives 16x16", timeout=60_000)
     expect(explorer).not_to_contain_text("(24, 24)")

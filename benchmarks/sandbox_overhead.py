@@ -26,9 +26,13 @@ from course_tools import grading
 
 UNSANDBOXED = """
 # --- benchmarks/sandbox_overhead.py: nbgrader's stock Execute, no sandbox ------------------
-from nbgrader.preprocessors import Execute as _StockExecute
+# The course's config names its steps by import path (the formgrader shows them as JSON).
+_SANDBOXED = "course_tools.grading.execute.GradingExecute"
+if _SANDBOXED not in c.Autograde.autograde_preprocessors:
+    raise RuntimeError(f"nbgrader_config.py no longer runs {_SANDBOXED}: update this benchmark")
 c.Autograde.autograde_preprocessors = [
-    _StockExecute if p is GradingExecute else p for p in c.Autograde.autograde_preprocessors
+    "nbgrader.preprocessors.Execute" if p == _SANDBOXED else p
+    for p in c.Autograde.autograde_preprocessors
 ]
 # GradingExecute kills a finished kernel at once; do the same so only the sandbox differs.
 c.Execute.shutdown_kernel = "immediate"

@@ -50,3 +50,27 @@ def test_every_case_builds_and_quick_rows_run(library_speed, monkeypatch, capsys
     library_speed.main()
     out = capsys.readouterr().out
     assert "| max_pool2d fwd |" in out and "load average" in out
+
+
+def test_sandbox_overhead_benchmark_swaps_only_the_execute_step(tmp_path):
+    """benchmarks/sandbox_overhead.py's "plain" course: the course's configuration with nbgrader's
+    stock Execute in place of the sandboxed GradingExecute, every other step unchanged."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    spec = importlib.util.spec_from_file_location(
+        "sandbox_overhead", ROOT / "benchmarks" / "sandbox_overhead.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    course_config = (ROOT / "nbgrader_config.py").read_text()
+    (tmp_path / "nbgrader_config.py").write_text(course_config + module.UNSANDBOXED)
+    plain = PyFileConfigLoader("nbgrader_config.py", path=str(tmp_path)).load_config()
+    sandboxed = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    steps, plain_steps = (
+        sandboxed.Autograde.autograde_preprocessors,
+        plain.Autograde.autograde_preprocessors,
+    )
+    assert "course_tools.grading.execute.GradingExecute" in steps
+    assert plain_steps == [
+        "nbgrader.preprocessors.Execute" if p.endswith("GradingExecute") else p for p in steps
+    ]

@@ -45,6 +45,14 @@ def write_notebook(nb: NotebookNode, path: str | Path) -> None:
     nbformat.write(nb, str(path))
 
 
+def new_nbgrader_metadata(grade_id: str, **flags) -> dict:
+    """A new cell's metadata for nbgrader (schema 3): ``grade_id`` and the flags given
+    (``grade``, ``solution``, ``locked``, ``task``: False unless given; ``points``)."""
+    meta = {"grade": False, "solution": False, "locked": False, "task": False}
+    meta.update(flags, grade_id=grade_id, schema_version=3)
+    return {"nbgrader": meta}
+
+
 def nbgrader_meta(cell: NotebookNode) -> dict:
     """The cell's ``metadata.nbgrader`` dict ({} for ordinary cells)."""
     return cell.get("metadata", {}).get("nbgrader", {})

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from grading_helpers import cell_meta, release_tiny
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from traitlets.config import Config, PyFileConfigLoader
 from traitlets.utils.importstring import import_item
@@ -36,12 +37,6 @@ QUESTION_SOURCE = (
     "=== END MARK SCHEME ===\n\n"
     "Answer below."
 )
-
-
-def _meta(grade_id, **flags):
-    meta = {"grade": False, "solution": False, "locked": False, "task": False}
-    meta.update(flags, grade_id=grade_id, schema_version=3)
-    return {"nbgrader": meta}
 
 
 def test_released_source_cuts_hidden_tests_and_mark_schemes():
@@ -73,25 +68,19 @@ def _course(course_dir: Path) -> Path:
         cells=[
             new_code_cell(
                 "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
-                metadata=_meta("double", solution=True),
+                metadata=cell_meta("double", solution=True),
             ),
             new_code_cell(
-                TEST_SOURCE, metadata=_meta("test_double", grade=True, locked=True, points=2)
+                TEST_SOURCE, metadata=cell_meta("test_double", grade=True, locked=True, points=2)
             ),
-            new_markdown_cell(QUESTION_SOURCE, metadata=_meta("question", locked=True)),
+            new_markdown_cell(QUESTION_SOURCE, metadata=cell_meta("question", locked=True)),
             new_markdown_cell(
                 "Because it multiplies by 2.",
-                metadata=_meta("answer", grade=True, solution=True, points=1),
+                metadata=cell_meta("answer", grade=True, solution=True, points=1),
             ),
         ]
     )
-    source.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbtools.write_notebook(source, grading.source_notebook(course, "tiny"))
-    grading.generate_release(course, ["tiny"])
+    release_tiny(course, source)
     return course
 
 

@@ -34,12 +34,6 @@ from course_tools.grading.release import expected_scores, generate_release
 ANSWER_ID = "add"
 
 
-def _meta(grade_id: str, **flags) -> dict:
-    meta = {"grade": False, "solution": False, "locked": False, "task": False}
-    meta.update(flags, grade_id=grade_id, schema_version=3)
-    return {"nbgrader": meta}
-
-
 def tiny_assignment(course_dir: Path, assignment: str = "tiny", first_test: str = "") -> Path:
     """A course (created if missing) with a one-exercise assignment, released.
 
@@ -54,16 +48,20 @@ def tiny_assignment(course_dir: Path, assignment: str = "tiny", first_test: str 
     if first_test:
         cells.append(
             new_code_cell(
-                first_test, metadata=_meta("test_first", grade=True, locked=True, points=1)
+                first_test,
+                metadata=nbtools.new_nbgrader_metadata(
+                    "test_first", grade=True, locked=True, points=1
+                ),
             )
         )
     cells += [
         new_code_cell(
             "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
-            metadata=_meta(ANSWER_ID, solution=True),
+            metadata=nbtools.new_nbgrader_metadata(ANSWER_ID, solution=True),
         ),
         new_code_cell(
-            "assert add(1, 2) == 3", metadata=_meta("test_add", grade=True, locked=True, points=2)
+            "assert add(1, 2) == 3",
+            metadata=nbtools.new_nbgrader_metadata("test_add", grade=True, locked=True, points=2),
         ),
     ]
     source = new_notebook(cells=cells)

@@ -52,6 +52,26 @@ def test_every_case_builds_and_quick_rows_run(library_speed, monkeypatch, capsys
     assert "| max_pool2d fwd |" in out and "load average" in out
 
 
+def test_grading_throughput_rate_after_the_first_round():
+    """benchmarks/grading_throughput.py: the finished-submission lines it counts are the ones
+    the workers log, and the rate after the first round leaves the first round out."""
+    from course_tools.grading.parallel import result_line
+    from course_tools.grading.workers import SubmissionResult
+
+    spec = importlib.util.spec_from_file_location(
+        "grading_throughput", ROOT / "benchmarks" / "grading_throughput.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    line = result_line(SubmissionResult("ps1_convolution", "s0001-partial", "graded", 3.25))
+    assert module.FINISHED.match(line)
+    skipped = result_line(SubmissionResult("ps1_convolution", "s0002", "skipped"))
+    assert not module.FINISHED.match(skipped)
+    # two workers: the first round ends at 7 s; 4 more submissions in the 8 s after it
+    assert module.rate_after_first_round([6.5, 7.0, 9.0, 11.0, 13.0, 15.0], 2) == 60 * 4 / 8
+    assert math.isnan(module.rate_after_first_round([5.0, 6.0], 2))
+
+
 def test_sandbox_overhead_benchmark_swaps_only_the_execute_step(tmp_path):
     """benchmarks/sandbox_overhead.py's "plain" course: the course's configuration with nbgrader's
     stock Execute in place of the sandboxed GradingExecute, every other step unchanged."""

@@ -41,6 +41,7 @@ def grade_on_worker(
     student: str,
     warm_kernels: bool = True,
     preload: tuple[str, ...] = PRELOAD,
+    keep_warm: bool = True,
 ) -> SubmissionResult:
     """The Dask task: grade one submission with this process's `GradingWorker`."""
     key = (course_dir, warm_kernels, tuple(preload))
@@ -49,7 +50,7 @@ def grade_on_worker(
         worker = _workers[key] = GradingWorker(
             Path(course_dir), warm_kernels=warm_kernels, preload=preload
         )
-    return worker.grade(assignment, student)
+    return worker.grade(assignment, student, keep_warm)
 
 
 def check_cluster(client, db_url: str) -> list[str]:
@@ -88,12 +89,14 @@ def grade_on_cluster(
     """
     from distributed import as_completed
 
-    from course_tools.grading.parallel import first_line, result_line
+    from course_tools.grading.parallel import first_line, keeps_kernel_warm, result_line
 
     log = log or tqdm.write
     course = str(Path(course_dir).resolve())
     results: dict[str, SubmissionResult] = {}
     tries: dict[str, int] = {}
+    order = {student: i for i, student in enumerate(dict.fromkeys(students))}
+    workers = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
 
     def submit(student: str):
         tries[student] = tries.get(student, 0) + 1
@@ -104,6 +107,7 @@ def grade_on_cluster(
             student,
             warm_kernels,
             tuple(preload),
+            keeps_kernel_warm(order[student], len(order), workers) and tries[student] == 1,
             key=f"autograde-{assignment}-{student}-{tries[student]}-{time.time_ns()}",
             pure=False,
             retries=retries,

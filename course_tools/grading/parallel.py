@@ -69,8 +69,15 @@ def _start_worker(course_dir: str, warm_kernels: bool, preload: tuple[str, ...],
     _worker = GradingWorker(Path(course_dir), warm_kernels=warm_kernels, preload=preload)
 
 
-def _grade(assignment: str, student: str) -> SubmissionResult:
-    return _worker.grade(assignment, student)
+def _grade(assignment: str, student: str, keep_warm: bool) -> SubmissionResult:
+    return _worker.grade(assignment, student, keep_warm)
+
+
+def keeps_kernel_warm(index: int, total: int, workers: int) -> bool:
+    """Whether the worker grading submission ``index`` of ``total`` should start a kernel
+    for its next one: not for the last ``workers`` submissions, which no worker follows (if
+    one still gets another, it starts that kernel itself)."""
+    return index < total - workers
 
 
 def default_jobs() -> int:
@@ -114,7 +121,10 @@ def grade_submissions(
             )
             retry: list[str] = []
             try:
-                futures = {pool.submit(_grade, assignment, s): s for s in pending}
+                futures = {}
+                for i, student in enumerate(pending):
+                    keep_warm = keeps_kernel_warm(i, len(pending), workers)
+                    futures[pool.submit(_grade, assignment, student, keep_warm)] = student
                 for future in as_completed(futures):
                     student = futures[future]
                     attempts[student] += 1

@@ -19,9 +19,9 @@ pipeline on:
 
 Each is timed from outside (wall clock of the whole grading call, worker start-up included) and
 every score is checked against the example's expected score. A second rate leaves out the start:
-submissions per minute from the end of the first round (the first submission of each worker,
-which also pays for starting the worker and its first kernel) to the last one; a class of 300
-grades at about that rate. Then a synthetic gradebook of
+graded submissions per minute from the end of the first round (the first submission of each
+worker, which also pays for starting the worker and its first kernel) to the last one; a longer
+run (a class of 300) should approach it. Then a synthetic gradebook of
 1,000 students x 6 problem sets is exported in every format (`bulk_export`), and nbgrader's own
 export (the course's plugin, in-process) is timed on 50 of those students for comparison.
 
@@ -46,7 +46,7 @@ from course_tools.grading import bulk_export, synthetic
 from course_tools.grading.parallel import autograde_parallel, default_jobs
 from course_tools.grading.runner import autograde_assignment
 
-# The line each finished submission logs (`parallel.result_line`, the runner's own format).
+# The line logged for each graded submission (`runner.graded_line`, by every way of grading).
 FINISHED = re.compile(r"^autograde \S+ of \S+: [0-9.]+ s$")
 
 
@@ -57,8 +57,8 @@ def load() -> str:
 def grade(root: Path, name: str, assignment: str, students: int, jobs: int | None, cores=None):
     """Grade a fresh synthetic class (on ``cores`` only, if given).
 
-    Returns the seconds, the seconds at which each submission finished, student -> (score,
-    status) and student -> the example's expected score.
+    Returns the seconds, the seconds at which each graded submission finished, student ->
+    (score, status) and student -> the example's expected score.
     """
     course = root / name
     expected = synthetic.example_class(course, assignment, students)
@@ -204,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.nbgrader_sample} students, ~{nbgrader_seconds * scale:.0f} s for "
         f"{args.export_students} (linear)"
     )
-    print("\nratios (targets in brackets): whole run | after the first round")
+    print(
+        "\nratios (targets in brackets)"
+        + ("" if args.skip_grading else ": whole run | after the first round")
+    )
     if not args.skip_grading:
         many = f"{args.jobs} workers"
         ratios = [

@@ -149,10 +149,10 @@ def test_summary_names_each_worker_and_the_gist_of_failures():
 def test_no_kernel_is_started_ahead_for_the_last_submissions():
     """With 5 submissions and 2 workers, the workers grading the 4th and 5th start no kernel
     for a next one (none follows); the others do."""
-    keep = [parallel.keeps_kernel_warm(i, 5, 2) for i in range(5)]
+    keep = [parallel.should_prestart_next(i, 5, 2) for i in range(5)]
     assert keep == [True, True, True, False, False]
-    assert not parallel.keeps_kernel_warm(0, 1, 1)
-    assert [parallel.keeps_kernel_warm(i, 3, 8) for i in range(3)] == [False] * 3
+    assert not parallel.should_prestart_next(0, 1, 1)
+    assert [parallel.should_prestart_next(i, 3, 8) for i in range(3)] == [False] * 3
 
 
 def test_workers_swap_in_the_warm_kernel_execute_in_either_config_form():

@@ -41,7 +41,7 @@ def grade_on_worker(
     student: str,
     warm_kernels: bool = True,
     preload: tuple[str, ...] = PRELOAD,
-    keep_warm: bool = True,
+    prestart_next: bool = True,
 ) -> SubmissionResult:
     """The Dask task: grade one submission with this process's `GradingWorker`."""
     key = (course_dir, warm_kernels, tuple(preload))
@@ -50,7 +50,7 @@ def grade_on_worker(
         worker = _workers[key] = GradingWorker(
             Path(course_dir), warm_kernels=warm_kernels, preload=preload
         )
-    return worker.grade(assignment, student, keep_warm)
+    return worker.grade(assignment, student, prestart_next)
 
 
 def check_cluster(client, db_url: str) -> list[str]:
@@ -89,14 +89,14 @@ def grade_on_cluster(
     """
     from distributed import as_completed
 
-    from course_tools.grading.parallel import first_line, keeps_kernel_warm, result_line
+    from course_tools.grading.parallel import first_line, result_line, should_prestart_next
 
     log = log or tqdm.write
     course = str(Path(course_dir).resolve())
     results: dict[str, SubmissionResult] = {}
     tries: dict[str, int] = {}
     order = {student: i for i, student in enumerate(dict.fromkeys(students))}
-    workers = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+    workers = max(1, sum(client.nthreads().values()))  # every worker (scheduler_info may cap)
 
     def submit(student: str):
         tries[student] = tries.get(student, 0) + 1
@@ -107,7 +107,7 @@ def grade_on_cluster(
             student,
             warm_kernels,
             tuple(preload),
-            keeps_kernel_warm(order[student], len(order), workers) and tries[student] == 1,
+            should_prestart_next(order[student], len(order), workers) and tries[student] == 1,
             key=f"autograde-{assignment}-{student}-{tries[student]}-{time.time_ns()}",
             pure=False,
             retries=retries,
@@ -170,7 +170,7 @@ def autograde_distributed(
         client = Client(scheduler)
     try:
         hosts = check_cluster(client, gradebook_url(course_dir))
-        workers = len(client.scheduler_info()["workers"])
+        workers = len(client.nthreads())  # every worker (scheduler_info may list only some)
         log(f"Dask cluster: {workers} worker(s) on {', '.join(hosts)}")
 
         def grade(pending: list[str]) -> list[SubmissionResult]:

@@ -218,8 +218,13 @@ def autograde_assignment(
             log(f"autograde {assignment} of {student}: already graded, skipped")
             continue
         run.autograde_seconds[(assignment, student)] = seconds
-        log(f"autograde {assignment} of {student}: {seconds:.1f} s")
+        log(graded_line(assignment, student, seconds))
     return run
+
+
+def graded_line(assignment: str, student: str, seconds: float) -> str:
+    """The line logged for each graded submission, by every way of grading."""
+    return f"autograde {assignment} of {student}: {seconds:.1f} s"
 
 
 def grade_course(

@@ -27,7 +27,6 @@ preprocessor instances, new gradebook sessions. The worker process runs no stude
 from __future__ import annotations
 
 import atexit
-import gc
 import io
 import logging
 import os
@@ -93,10 +92,10 @@ class KernelPool:
         self.log = log or logging.getLogger(__name__)
         self.assignment: str | None = None
         self.started = 0  # kernels launched by this pool
-        # Start the next notebook's kernel when one ends; off for a run's last submissions,
-        # where a kernel nobody takes would only take a core from the others for 1.5 s.
-        self.keep_warm = True
         self.handed_out = 0  # kernels given to a notebook
+        # Start the next notebook's kernel when one ends. Off for a run's last submissions: a
+        # kernel that nobody takes would only take a core from the other workers for 1.5 s.
+        self.prestart_next = True
         self._km = None
         self._thread: int | None = None
         self._scratch = Path(tempfile.mkdtemp(prefix="course-warm-kernel-"))
@@ -191,7 +190,8 @@ class WarmGradingExecute(GradingExecute):
 
     Everything else is `GradingExecute`'s: the sandbox, the time budget, restarts after a lost
     kernel (those kernels are started cold), output caps. When the notebook is done, the pool
-    launches the kernel of the next notebook.
+    launches the kernel of the next notebook, unless its ``prestart_next`` is off (then a later
+    notebook of the same submission, in an assignment of several, starts its kernel cold).
     """
 
     def preprocess(self, nb, resources=None, km=None):
@@ -201,7 +201,7 @@ class WarmGradingExecute(GradingExecute):
             return super().preprocess(nb, resources, km)
         finally:
             path = (resources or {}).get("metadata", {}).get("path")
-            if _pool is not None and _pool.keep_warm and path:
+            if _pool is not None and _pool.prestart_next and path:
                 _pool.prestart(Path(path).name)
 
     def create_kernel_manager(self):
@@ -296,11 +296,6 @@ class GradingWorker:
                 _pool = KernelPool(self.app.config, preload, log=self.app.log)
         self.pool = _pool
         self._lock = threading.Lock()  # one submission at a time, whatever calls us
-        # The 240,000 objects of nbgrader, nbconvert and SQLAlchemy live as long as the
-        # process: freezing them keeps Python's full garbage collections (0.4 s in the first
-        # submission) and the collection at exit (1 s) from walking them again and again.
-        gc.freeze()
-        atexit.register(gc.freeze)
 
     def _capture_logs(self) -> None:
         """nbgrader's log goes to a buffer (its tail explains a failure), not to the terminal."""
@@ -313,10 +308,10 @@ class GradingWorker:
         log.setLevel(logging.INFO)
         log.propagate = False
 
-    def grade(self, assignment: str, student: str, keep_warm: bool = True) -> SubmissionResult:
+    def grade(self, assignment: str, student: str, prestart_next: bool = True) -> SubmissionResult:
         """Autograde one submission (skipped when already graded to the end, see `is_graded`).
 
-        ``keep_warm``: start a kernel for the next submission when this one's notebook ends
+        ``prestart_next``: start a kernel for the next submission when this one's notebook ends
         (the coordinators pass False for the last submissions of a run).
         """
         from course_tools.grading.runner import is_graded
@@ -330,7 +325,7 @@ class GradingWorker:
             self.log_buffer.truncate()
             if self.pool is not None:
                 self.pool.prestart(assignment)  # no-op when one is waiting already
-                self.pool.keep_warm = keep_warm
+                self.pool.prestart_next = prestart_next
             handed_out = self.pool.handed_out if self.pool else 0
             start = time.perf_counter()
             error = self._run_converter(assignment, student)

@@ -35,6 +35,7 @@ import argparse
 import hashlib
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -143,21 +144,31 @@ def execute_notebook(
     """
     from jupyter_client.kernelspec import KernelSpecManager
     from nbclient import NotebookClient
+    from traitlets.config import Config
 
     path = Path(path)
     nb = nbformat.read(str(path), as_version=4)
     probe = nbformat.v4.new_code_cell(_PROBE)
     nb.cells.append(probe)
-    client = NotebookClient(
-        nb,
-        timeout=CELL_TIMEOUT_S,
-        record_timing=False,
-        store_widget_state=True,  # False trips nbclient's KeyError; dropped below instead
-        resources={"metadata": {"path": str(path.parent.resolve())}},
-    )
-    start = time.perf_counter()
-    client.execute()
-    seconds = time.perf_counter() - start
+    # The kernel talks over Unix sockets in a folder of its own, not TCP: with TCP, jupyter_client
+    # picks "free" ports and lets go of them before the kernel binds, so a kernel started at the
+    # same moment by another process (make -j, parallel tests) can take them and the two hang.
+    # The socket path must be absolute: the kernel runs in the notebook's folder, we do not.
+    with tempfile.TemporaryDirectory(prefix="course-kernel-") as sockets:
+        config = Config()
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(Path(sockets) / "kernel")
+        client = NotebookClient(
+            nb,
+            config=config,
+            timeout=CELL_TIMEOUT_S,
+            record_timing=False,
+            store_widget_state=True,  # False trips nbclient's KeyError; dropped below instead
+            resources={"metadata": {"path": str(path.parent.resolve())}},
+        )
+        start = time.perf_counter()
+        client.execute()
+        seconds = time.perf_counter() - start
     nb.cells.remove(probe)
     spec = KernelSpecManager().get_kernel_spec(client.kernel_name)
     nb.metadata.kernelspec = {

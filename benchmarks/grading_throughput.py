@@ -46,7 +46,7 @@ from course_tools.grading import bulk_export, synthetic
 from course_tools.grading.parallel import autograde_parallel, default_jobs
 from course_tools.grading.runner import autograde_assignment
 
-# The line logged for each graded submission (`runner.graded_line`, by every way of grading).
+# The line logged for each graded submission (`runner.submission_line`, every way of grading).
 FINISHED = re.compile(r"^autograde \S+ of \S+: [0-9.]+ s$")
 
 

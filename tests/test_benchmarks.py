@@ -56,7 +56,7 @@ def test_grading_throughput_rate_after_the_first_round():
     """benchmarks/grading_throughput.py: the finished-submission lines it counts are the ones
     the workers log, and the rate after the first round leaves the first round out."""
     from course_tools.grading.parallel import result_line
-    from course_tools.grading.runner import graded_line
+    from course_tools.grading.runner import submission_line
     from course_tools.grading.workers import SubmissionResult
 
     spec = importlib.util.spec_from_file_location(
@@ -71,7 +71,7 @@ def test_grading_throughput_rate_after_the_first_round():
     failed = result_line(SubmissionResult("ps1_convolution", "s0003", "failed", error="boom"))
     assert not module.FINISHED.match(failed)
     # the one-by-one runner ("before") logs the same line for each graded submission
-    assert module.FINISHED.match(graded_line("ps1_convolution", "s0004-cheat", 12.04))
+    assert module.FINISHED.match(submission_line("ps1_convolution", "s0004-cheat", "graded", 12.04))
     # two workers: the first round ends at 7 s; 4 more submissions in the 8 s after it
     assert module.rate_after_first_round([6.5, 7.0, 9.0, 11.0, 13.0, 15.0], 2) == 60 * 4 / 8
     assert math.isnan(module.rate_after_first_round([5.0, 6.0], 2))

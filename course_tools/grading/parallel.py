@@ -41,7 +41,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from course_tools.grading.runner import graded_line
+from course_tools.grading.runner import submission_line
 from course_tools.grading.workers import PRELOAD, GradingWorker, SubmissionResult
 
 _worker: GradingWorker | None = None  # this worker process's grader (set by `_start_worker`)
@@ -186,12 +186,9 @@ def first_line(result: SubmissionResult) -> str:
 
 def result_line(result: SubmissionResult) -> str:
     """One line per submission; the runner's format (``autograde <ps> of <student>: 7.1 s``)."""
-    head = f"autograde {result.assignment} of {result.student}"
-    if result.status == "skipped":
-        return f"{head}: already graded, skipped"
-    if result.status == "failed":
-        return f"{head} FAILED (submission untouched):\n{result.error}"
-    return graded_line(result.assignment, result.student, result.seconds)
+    return submission_line(
+        result.assignment, result.student, result.status, result.seconds, result.error
+    )
 
 
 def summary_table(results: Sequence[SubmissionResult], wall_seconds: float, jobs: int) -> str:
@@ -250,7 +247,7 @@ def grade_assignment(
     with gradebook(course_dir) as gb:  # one session for the whole class
         for student in students:
             if is_graded(course_dir, assignment, student, gb):
-                log(f"autograde {assignment} of {student}: already graded, skipped")
+                log(submission_line(assignment, student, "skipped"))
             else:
                 pending.append(student)
     start = time.perf_counter()

@@ -212,19 +212,27 @@ def autograde_assignment(
             seconds = autograde_submission(course_dir, assignment, student)
         except GradingError as error:  # keep going: the other submissions still get graded
             run.failures[f"{assignment}/{student}"] = str(error)
-            log(f"autograde {assignment} of {student} FAILED (submission untouched):\n{error}")
+            log(submission_line(assignment, student, "failed", error=str(error)))
             continue
         if seconds is None:
-            log(f"autograde {assignment} of {student}: already graded, skipped")
+            log(submission_line(assignment, student, "skipped"))
             continue
         run.autograde_seconds[(assignment, student)] = seconds
-        log(graded_line(assignment, student, seconds))
+        log(submission_line(assignment, student, "graded", seconds))
     return run
 
 
-def graded_line(assignment: str, student: str, seconds: float) -> str:
-    """The line logged for each graded submission, by every way of grading."""
-    return f"autograde {assignment} of {student}: {seconds:.1f} s"
+def submission_line(
+    assignment: str, student: str, status: str, seconds: float = 0.0, error: str = ""
+) -> str:
+    """The line logged for each submission, by every way of grading: ``status`` is
+    "graded" (``autograde <ps> of <student>: 7.1 s``), "skipped" or "failed"."""
+    head = f"autograde {assignment} of {student}"
+    if status == "skipped":
+        return f"{head}: already graded, skipped"
+    if status == "failed":
+        return f"{head} FAILED (submission untouched):\n{error}"
+    return f"{head}: {seconds:.1f} s"
 
 
 def grade_course(

@@ -20,14 +20,18 @@ In evaluation mode the running statistics replace ``mu_c`` and ``var_c``, so the
 a fixed per-channel affine map.
 
 How it is computed: the statistics take two passes over the batch (the mean, then the mean of
-the squared *centred* values), after which ``y = scale_c * x + shift_c`` with
-``scale_c = gamma_c / sqrt(var_c + eps)`` and ``shift_c = beta_c - mu_c * scale_c`` folded into
-two numbers per channel, as PyTorch does: one multiply-add per value. A batch that fits in the
-CPU's cache (at most ``course_lib._chunks.CHUNK_BYTES``), and any tensor on a GPU, is processed
-whole, in a handful of tensor operations; a larger CPU batch goes through the same arithmetic
-a few images at a time (``course_lib._chunks``), so that no temporary as large as the input is
-ever made. In training mode the backward pass is written by hand (:func:`batch_norm_backward`'s
-formula) and reuses the mean and ``1/sqrt(var + eps)`` that the forward pass saved.
+the squared *centred* values ``x - mu_c``), and ``scale_c = gamma_c / sqrt(var_c + eps)`` is
+folded into one number per channel, so the output costs one multiply-add per value:
+``y = scale_c * (x - mu_c) + beta_c``. A batch that fits in the CPU's cache (at most
+``course_lib._chunks.CHUNK_BYTES``), and any tensor on a GPU, is processed whole, in a handful
+of tensor operations: the training forward pass reuses the centred values it computed for
+the variance, and keeps them for the backward pass. A larger CPU batch goes through the same
+arithmetic a few images at a time (``course_lib._chunks``), so that no temporary as large as
+the input is ever made; there, and in evaluation mode, the mean moves into a per-channel
+shift as well, ``y = scale_c * x + (beta_c - mu_c * scale_c)``, as PyTorch computes it. In
+training mode the backward pass is written by hand (:func:`batch_norm_backward`'s formula)
+and reuses what the forward pass saved (the mean, ``1/sqrt(var + eps)``, and ``x - mu`` when
+it kept them).
 
 Why two passes and not one: ``var = E[x^2] - E[x]^2`` needs a single pass but subtracts two
 nearly equal large numbers when the mean is large compared with the spread, and in float32
@@ -131,8 +135,12 @@ def _needs_grad(*tensors: torch.Tensor | None) -> bool:
 
 
 def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """View a (C,) vector as (1, C) or (1, C, 1, 1) so that it broadcasts against x."""
-    return v.reshape((1, -1) + (1,) * (x.dim() - 2))
+    """A (C,) vector shaped to broadcast against x: as it is for (N, C), (1, C, 1, 1) for images.
+
+    (Broadcasting lines shapes up from the right, so (C,) already pairs with the C columns
+    of an (N, C) input.)
+    """
+    return v if x.dim() == 2 else v.view(1, -1, 1, 1)
 
 
 def _in_one_piece(x: torch.Tensor) -> bool:
@@ -142,7 +150,7 @@ def _in_one_piece(x: torch.Tensor) -> bool:
     small batch that loop would cost more than the arithmetic: every tensor operation called
     from Python has a fixed cost of about a microsecond.
     """
-    return x.device.type != "cpu" or x.numel() * x.element_size() <= CHUNK_BYTES
+    return not x.is_cpu or x.numel() * x.element_size() <= CHUNK_BYTES
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,10 +174,24 @@ def _statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     if not _in_one_piece(x):
         return _statistics_in_pieces(x)
+    mean, var, _ = _centred_statistics(x)
+    return mean, var
+
+
+def _centred_statistics(
+    x: torch.Tensor, squares: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(mu, biased var, x - mu)``: :func:`_statistics` for a batch processed whole.
+
+    The two passes also hand back the centred values they computed. The squares
+    ``(x - mu)^2`` are written into ``squares`` (a tensor of x's shape) when it is given,
+    else into a temporary.
+    """
     dims = _reduce_dims(x)
     mean = x.mean(dim=dims)
-    var = (x - _per_channel(mean, x)).square_().mean(dim=dims)
-    return mean, var
+    centred = x - _per_channel(mean, x)
+    var = torch.square(centred, out=squares).mean(dim=dims)
+    return mean, var, centred
 
 
 def _statistics_in_pieces(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,21 +233,25 @@ def _update_running_stats(
     running_var.lerp_(batch_var * (m / (m - 1)), momentum)
 
 
-def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """``scale_c * x + shift_c`` per channel: a multiply, then an in-place add.
+def _affine(
+    x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``scale_c * x + shift_c`` per channel, written into ``out`` when given.
 
-    The add finds the product still in cache, and autograd can differentiate both steps
-    (evaluation mode relies on it). ``torch.addcmul(shift, x, scale)`` would do it in one
-    call but, measured on the CPU, is about twice as slow when each channel's images are
-    small (8x8), because it broadcasts all three operands.
+    For ``(N, C)`` input one ``torch.addcmul(shift, x, scale)``; for images a multiply, then
+    an in-place add that finds the product still in cache: measured on the CPU, ``addcmul``
+    is faster on rows of features but about twice as slow when each channel's images are
+    small (8x8), because it broadcasts all three operands. Autograd can differentiate both
+    forms (evaluation mode relies on it).
     """
     scale, shift = _per_channel(scale, x), _per_channel(shift, x)
+    if x.dim() == 2:
+        return torch.addcmul(shift, x, scale, out=out)
     if _in_one_piece(x) or _needs_grad(x, scale, shift):
-        out = x * scale
-        out += shift
-        return out
-    out = torch.empty_like(x)  # a large CPU batch: a few images at a time, each piece in cache
-    for x_piece, out_piece in batch_pieces(x, out):
+        return torch.mul(x, scale, out=out).add_(shift)
+    if out is None:
+        out = torch.empty_like(x)
+    for x_piece, out_piece in batch_pieces(x, out):  # a large CPU batch: each piece in cache
         torch.mul(x_piece, scale, out=out_piece).add_(shift)
     return out
 
@@ -236,8 +262,11 @@ def _input_gradient(
     mean: torch.Tensor,
     inv_std: torch.Tensor,
     gamma: torch.Tensor | None,
+    centred: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(grad_x, grad_gamma, grad_beta)`` from the input, its mean and ``1/sqrt(var + eps)``.
+
+    ``centred``, when given, is ``x - mu`` as the forward pass computed it (else recomputed).
 
     With ``x_hat = (x - mu) * inv_std`` and ``scale = gamma * inv_std``::
 
@@ -248,21 +277,23 @@ def _input_gradient(
                      -  (scale / m * inv_std * grad_gamma) * (x - mu)
 
     The last line is two multiply-adds per value (``torch.addcmul``) with per-channel
-    numbers; ``x - mu`` is computed once and serves both the sum and ``grad_x``.
+    numbers; ``x - mu`` serves both the sum and ``grad_x``, and ``grad_x`` is written into
+    the buffer that held the products ``g * (x - mu)``.
     """
     if not _in_one_piece(x):
         return _input_gradient_in_pieces(grad_out, x, mean, inv_std, gamma)
     dims, m = _reduce_dims(x), _values_per_channel(x)
-    centred = x - _per_channel(mean, x)
+    if centred is None:
+        centred = x - _per_channel(mean, x)
     grad_beta = grad_out.sum(dim=dims)
-    grad_gamma = (grad_out * centred).sum(dim=dims) * inv_std
+    products = grad_out * centred
+    grad_gamma = products.sum(dim=dims) * inv_std
     scale = inv_std if gamma is None else gamma * inv_std
     scale_over_m = scale / m
-    grad_x = torch.addcmul(
-        _per_channel(-scale_over_m * grad_beta, x), grad_out, _per_channel(scale, x)
-    )
+    constant = _per_channel(-scale_over_m * grad_beta, x)
     x_hat_coefficient = _per_channel(scale_over_m * inv_std * grad_gamma, x)
-    grad_x.addcmul_(centred, x_hat_coefficient, value=-1)
+    grad_x = torch.addcmul(constant, centred, x_hat_coefficient, value=-1, out=products)
+    grad_x.addcmul_(grad_out, _per_channel(scale, x))
     return grad_x, grad_gamma, grad_beta
 
 
@@ -305,49 +336,78 @@ def _input_gradient_in_pieces(
 
 
 def _train_forward(
-    x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None, eps: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Training-mode forward pass: ``(y, mean, biased var, 1/sqrt(var + eps))``."""
+    x: torch.Tensor,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    momentum: float,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Training-mode forward pass: ``(y, mean, 1/sqrt(var + eps), x - mean or None)``.
+
+    A batch processed whole (see :func:`_in_one_piece`) hands back ``x - mean`` for the
+    backward pass, which then need not compute it again; the Triton kernel and a large CPU
+    batch (a few images at a time) do not keep it, and the backward pass recomputes it.
+    Updates the running statistics in place when they are given, as ``F.batch_norm`` does.
+    """
+    centred = None
     if use_triton(x):  # one fused kernel: statistics and normalization
         from course_lib.kernels import batch_norm_forward
 
         out, mean, var = batch_norm_forward(x, gamma, beta, eps)
         mean, var = mean.to(x.dtype), var.to(x.dtype)
-        return out, mean, var, torch.rsqrt(var + eps)
-    mean, var = _statistics(x)
-    inv_std = torch.rsqrt(var + eps)
-    # y = scale * (x - mu) + beta = scale * x + (beta - scale * mu), as PyTorch computes it
-    scale = inv_std if gamma is None else gamma * inv_std
-    shift = -mean * scale if beta is None else beta - mean * scale
-    return _affine(x, scale, shift), mean, var, inv_std
+        inv_std = torch.rsqrt(var + eps)
+    elif _in_one_piece(x):
+        out = torch.empty_like(x)  # holds the squares (x - mu)^2 first, then the output
+        mean, var, centred = _centred_statistics(x, squares=out)
+        inv_std = torch.rsqrt(var + eps)
+        scale = inv_std if gamma is None else gamma * inv_std
+        shift = torch.zeros_like(mean) if beta is None else beta
+        _affine(centred, scale, shift, out=out)  # y = scale * (x - mu) + beta
+    else:
+        mean, var = _statistics_in_pieces(x)
+        inv_std = torch.rsqrt(var + eps)
+        # y = scale * (x - mu) + beta = scale * x + (beta - scale * mu), as PyTorch computes it
+        scale = inv_std if gamma is None else gamma * inv_std
+        shift = -mean * scale if beta is None else beta - mean * scale
+        out = _affine(x, scale, shift)
+    if running_mean is not None:
+        _update_running_stats(
+            running_mean, running_var, mean, var, _values_per_channel(x), momentum
+        )
+    return out, mean, inv_std, centred
 
 
 class _BatchNormTrainFunction(torch.autograd.Function):
-    """Training-mode batch norm as one autograd node.
+    """Training-mode batch norm as one autograd node with one output.
 
-    The forward pass saves the input (as ``F.batch_norm`` does), the batch mean and
-    ``1/sqrt(var + eps)``; the backward pass (:func:`_input_gradient`) reuses them instead of
-    recomputing the statistics.
+    The forward pass (:func:`_train_forward`, which also updates the running statistics) saves
+    the input (as ``F.batch_norm`` does), the batch mean, ``1/sqrt(var + eps)`` and, for a
+    batch processed whole, ``x - mean``; the backward pass (:func:`_input_gradient`) reuses
+    them instead of recomputing them.
     """
 
     @staticmethod
-    def forward(ctx, x, gamma, beta, eps):  # noqa: D102
-        out, mean, var, inv_std = _train_forward(x, gamma, beta, eps)
-        ctx.save_for_backward(x, mean, inv_std, gamma)
-        ctx.mark_non_differentiable(mean, var)
-        return out, mean, var
+    def forward(ctx, x, gamma, beta, running_mean, running_var, momentum, eps):  # noqa: D102
+        out, mean, inv_std, centred = _train_forward(
+            x, gamma, beta, running_mean, running_var, momentum, eps
+        )
+        ctx.save_for_backward(x, mean, inv_std, gamma, centred)
+        return out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out, _grad_mean, _grad_var):  # noqa: D102
-        x, mean, inv_std, gamma = ctx.saved_tensors
-        grad_x, grad_gamma, grad_beta = _input_gradient(grad_out, x, mean, inv_std, gamma)
+    def backward(ctx, grad_out):  # noqa: D102
+        x, mean, inv_std, gamma, centred = ctx.saved_tensors
+        grad_x, grad_gamma, grad_beta = _input_gradient(grad_out, x, mean, inv_std, gamma, centred)
         needs_x, needs_gamma, needs_beta = ctx.needs_input_grad[:3]
+        no_gradient_for_the_rest = (None,) * 4  # running_mean, running_var, momentum, eps
         return (
             grad_x if needs_x else None,
             grad_gamma if needs_gamma else None,
             grad_beta if needs_beta else None,
-            None,
+            *no_gradient_for_the_rest,
         )
 
 
@@ -393,14 +453,10 @@ def batch_norm(
 
     if training:
         _check_enough_values(x)
+        stats = (running_mean, running_var, momentum, eps)
         if _needs_grad(x, gamma, beta):
-            out, mean, var = _BatchNormTrainFunction.apply(x, gamma, beta, eps)
-        else:  # nothing to differentiate: no autograd node, nothing saved
-            out, mean, var, _ = _train_forward(x, gamma, beta, eps)
-        if running_mean is not None:
-            _update_running_stats(
-                running_mean, running_var, mean, var, _values_per_channel(x), momentum
-            )
+            return _BatchNormTrainFunction.apply(x, gamma, beta, *stats)
+        out, *_ = _train_forward(x, gamma, beta, *stats)  # no autograd node, nothing saved
         return out
     if running_mean is None:
         raise ValueError(

@@ -24,14 +24,15 @@ the squared *centred* values ``x - mu_c``), and ``scale_c = gamma_c / sqrt(var_c
 folded into one number per channel, so the output costs one multiply-add per value:
 ``y = scale_c * (x - mu_c) + beta_c``. A batch that fits in the CPU's cache (at most
 ``course_lib._chunks.CHUNK_BYTES``), and any tensor on a GPU, is processed whole, in a handful
-of tensor operations: the training forward pass reuses the centred values it computed for
-the variance, and keeps them for the backward pass. A larger CPU batch goes through the same
-arithmetic a few images at a time (``course_lib._chunks``), so that no temporary as large as
-the input is ever made; there, and in evaluation mode, the mean moves into a per-channel
-shift as well, ``y = scale_c * x + (beta_c - mu_c * scale_c)``, as PyTorch computes it. In
-training mode the backward pass is written by hand (:func:`batch_norm_backward`'s formula)
-and reuses what the forward pass saved (the mean, ``1/sqrt(var + eps)``, and ``x - mu`` when
-it kept them).
+of tensor operations; there the training forward pass reuses the centred values it computed
+for the variance and keeps them, instead of ``x``, for the backward pass. A larger CPU batch
+goes through the same statistics a few images at a time (``course_lib._chunks``), so that no
+temporary as large as the input is ever made; there, in evaluation mode and in the fused
+Triton kernel that training uses on a CUDA GPU, the mean moves into a per-channel shift as
+well, ``y = scale_c * x + (beta_c - mu_c * scale_c)``, as PyTorch computes it. In training
+mode the backward pass is written by hand (:func:`batch_norm_backward`'s formula) and reuses
+what the forward pass saved (the mean, ``1/sqrt(var + eps)``, and ``x - mu`` when it kept
+them).
 
 Why two passes and not one: ``var = E[x^2] - E[x]^2`` needs a single pass but subtracts two
 nearly equal large numbers when the mean is large compared with the spread, and in float32
@@ -234,17 +235,24 @@ def _update_running_stats(
 
 
 def _affine(
-    x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, out: torch.Tensor | None = None
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor | None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``scale_c * x + shift_c`` per channel, written into ``out`` when given.
+    """``scale_c * x + shift_c`` per channel (``shift=None``: no shift), into ``out`` if given.
 
     For ``(N, C)`` input one ``torch.addcmul(shift, x, scale)``; for images a multiply, then
-    an in-place add that finds the product still in cache: measured on the CPU, ``addcmul``
-    is faster on rows of features but about twice as slow when each channel's images are
-    small (8x8), because it broadcasts all three operands. Autograd can differentiate both
-    forms (evaluation mode relies on it).
+    an in-place add that finds the product still in cache. Measured on the CPU, ``addcmul``
+    is the faster of the two when the per-channel numbers run along the contiguous last axis
+    (the features of an ``(N, C)`` row) but about twice as slow when they are constant over
+    each image (``(1, C, 1, 1)`` against 8x8 maps). Autograd can differentiate both forms
+    (evaluation mode relies on it).
     """
-    scale, shift = _per_channel(scale, x), _per_channel(shift, x)
+    scale = _per_channel(scale, x)
+    if shift is None:
+        return torch.mul(x, scale, out=out)
+    shift = _per_channel(shift, x)
     if x.dim() == 2:
         return torch.addcmul(shift, x, scale, out=out)
     if _in_one_piece(x) or _needs_grad(x, scale, shift):
@@ -291,8 +299,8 @@ def _input_gradient(
     scale = inv_std if gamma is None else gamma * inv_std
     scale_over_m = scale / m
     constant = _per_channel(-scale_over_m * grad_beta, x)
-    x_hat_coefficient = _per_channel(scale_over_m * inv_std * grad_gamma, x)
-    grad_x = torch.addcmul(constant, centred, x_hat_coefficient, value=-1, out=products)
+    centred_coefficient = _per_channel(scale_over_m * inv_std * grad_gamma, x)
+    grad_x = torch.addcmul(constant, centred, centred_coefficient, value=-1, out=products)
     grad_x.addcmul_(grad_out, _per_channel(scale, x))
     return grad_x, grad_gamma, grad_beta
 
@@ -363,8 +371,7 @@ def _train_forward(
         mean, var, centred = _centred_statistics(x, squares=out)
         inv_std = torch.rsqrt(var + eps)
         scale = inv_std if gamma is None else gamma * inv_std
-        shift = torch.zeros_like(mean) if beta is None else beta
-        _affine(centred, scale, shift, out=out)  # y = scale * (x - mu) + beta
+        _affine(centred, scale, beta, out=out)  # y = scale * (x - mu) + beta
     else:
         mean, var = _statistics_in_pieces(x)
         inv_std = torch.rsqrt(var + eps)
@@ -382,10 +389,15 @@ def _train_forward(
 class _BatchNormTrainFunction(torch.autograd.Function):
     """Training-mode batch norm as one autograd node with one output.
 
-    The forward pass (:func:`_train_forward`, which also updates the running statistics) saves
-    the input (as ``F.batch_norm`` does), the batch mean, ``1/sqrt(var + eps)`` and, for a
-    batch processed whole, ``x - mean``; the backward pass (:func:`_input_gradient`) reuses
-    them instead of recomputing them.
+    The forward pass (:func:`_train_forward`, which also updates the running statistics)
+    saves the batch mean, ``1/sqrt(var + eps)`` and either ``x - mean``, when it kept the
+    centred values (a batch processed whole), or the input ``x``, as ``F.batch_norm`` does;
+    either way one tensor of x's size. The backward pass (:func:`_input_gradient`) reuses
+    them instead of recomputing the statistics.
+
+    The running statistics are changed in place, but they are neither outputs nor tensors
+    that require gradients (:func:`batch_norm` refuses those), so autograd needs no
+    ``ctx.mark_dirty`` for them.
     """
 
     @staticmethod
@@ -393,14 +405,19 @@ class _BatchNormTrainFunction(torch.autograd.Function):
         out, mean, inv_std, centred = _train_forward(
             x, gamma, beta, running_mean, running_var, momentum, eps
         )
-        ctx.save_for_backward(x, mean, inv_std, gamma, centred)
+        ctx.kept_centred = centred is not None
+        ctx.save_for_backward(centred if ctx.kept_centred else x, mean, inv_std, gamma)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):  # noqa: D102
-        x, mean, inv_std, gamma, centred = ctx.saved_tensors
-        grad_x, grad_gamma, grad_beta = _input_gradient(grad_out, x, mean, inv_std, gamma, centred)
+        saved, mean, inv_std, gamma = ctx.saved_tensors
+        # x - mean has x's shape and device, so it can stand in for x here
+        centred = saved if ctx.kept_centred else None
+        grad_x, grad_gamma, grad_beta = _input_gradient(
+            grad_out, saved, mean, inv_std, gamma, centred
+        )
         needs_x, needs_gamma, needs_beta = ctx.needs_input_grad[:3]
         no_gradient_for_the_rest = (None,) * 4  # running_mean, running_var, momentum, eps
         return (
@@ -435,8 +452,9 @@ def batch_norm(
 
     ``gamma=None`` / ``beta=None`` mean 1 / 0 (``affine=False``). Both modes compute
     ``y = scale_c * (x - mu_c) + beta_c`` with ``scale = gamma / sqrt(var + eps)`` folded into one
-    number per channel first (a single multiply-add per value; in eval mode ``mu_c`` moves
-    into the shift as well). In training mode the backward pass is
+    number per channel first (a single multiply-add per value; in eval mode, for a large CPU
+    batch and in the Triton kernel ``mu_c`` moves into the shift as well). In training mode
+    the backward pass is
     :func:`batch_norm_backward`'s formula, reusing the statistics saved by the forward pass
     (first derivatives only); in eval mode autograd differentiates the affine map.
     """
@@ -450,13 +468,22 @@ def batch_norm(
     eps = _check_eps(eps)
     if (running_mean is None) != (running_var is None):
         raise ValueError("give both running_mean and running_var, or neither")
+    if _needs_grad(running_mean, running_var):
+        raise ValueError(
+            "running_mean and running_var must not require gradients: they are statistics "
+            "(buffers), not learned parameters, and batch norm does not differentiate through "
+            "them (F.batch_norm refuses them too). Pass tensors with requires_grad=False, "
+            "or detach them."
+        )
 
     if training:
         _check_enough_values(x)
-        stats = (running_mean, running_var, momentum, eps)
         if _needs_grad(x, gamma, beta):
-            return _BatchNormTrainFunction.apply(x, gamma, beta, *stats)
-        out, *_ = _train_forward(x, gamma, beta, *stats)  # no autograd node, nothing saved
+            return _BatchNormTrainFunction.apply(
+                x, gamma, beta, running_mean, running_var, momentum, eps
+            )
+        # nothing to differentiate: no autograd node, nothing saved
+        out, *_ = _train_forward(x, gamma, beta, running_mean, running_var, momentum, eps)
         return out
     if running_mean is None:
         raise ValueError(

@@ -118,6 +118,19 @@ def test_batch_norm_kernel_matches_pytorch(shape, affine):
     torch.testing.assert_close(var, x.var(dims, unbiased=False), **TOL)
 
 
+def test_batch_norm_kernels_read_strided_gamma_and_beta():
+    """The kernels read gamma[c] at gamma_ptr + c: a strided view such as w[::2] must reach
+    them as a contiguous copy, or they read the wrong numbers."""
+    x = randn(4, 3, 5, 6) * 2 + 1
+    weights, biases = torch.rand(6, device=DEVICE) + 0.5, randn(6)
+    gamma, beta = weights[::2], biases[1::2]
+    out, _, _ = batch_norm_forward(x, gamma, beta, 1e-5)
+    expected = F.batch_norm(x, None, None, gamma.contiguous(), beta.contiguous(), training=True)
+    torch.testing.assert_close(out, expected, **TOL)
+    expected = x * gamma.view(1, 3, 1, 1) + beta.view(1, 3, 1, 1)
+    torch.testing.assert_close(batch_norm_eval(x, gamma, beta), expected, **TOL)
+
+
 def test_batch_norm_eval_kernel():
     x = randn(3, 4, 5, 2)
     scale, shift = randn(4), randn(4)

@@ -330,6 +330,11 @@ ONES3 = torch.ones(3)
         (lambda: batch_norm(X4, None, None, momentum=1.5), ValueError, "momentum"),
         (lambda: batch_norm(X4, None, None, momentum=None), TypeError, "momentum"),
         (lambda: batch_norm(X4, None, None, eps=0.0), ValueError, "eps"),
+        (
+            lambda: batch_norm(X4, None, None, torch.zeros(3, requires_grad=True), torch.ones(3)),
+            ValueError,
+            "must not require gradients",
+        ),
         (lambda: batch_norm(torch.randn(1, 3, 1, 1), None, None), ValueError, "more than 1 value"),
         (lambda: batch_norm(torch.randn(1, 3), None, None), ValueError, "more than 1 value"),
         (lambda: batch_statistics(torch.randn(4)), ValueError, "1-D"),
@@ -367,3 +372,95 @@ def test_bad_input_raises_a_clear_error(call, error, match):
 def test_single_value_per_channel_is_fine_in_eval_mode():
     bn = BatchNorm2d(3).eval()
     assert bn(torch.randn(1, 3, 1, 1)).shape == (1, 3, 1, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# the code paths a small test input does not take by itself, and unusual layouts
+# ----------------------------------------------------------------------------------------------
+def _train_and_eval_against_torch(x, gamma, beta, grad_out=None) -> None:
+    """Training (output, running statistics, gradients) and evaluation against F.batch_norm.
+
+    ``x, gamma, beta`` require gradients and go to course_lib as they are (layout, strides).
+    """
+    c, dtype = x.shape[1], x.dtype
+    ours_stats = [torch.zeros(c, dtype=dtype), torch.ones(c, dtype=dtype)]
+    torch_stats = [v.clone() for v in ours_stats]
+    # PyTorch gets copies with a contiguous gamma and beta: its CPU backward pass (2.14) gets
+    # grad_x wrong for a channels_last input with a strided gamma (checked against autograd
+    # through elementary operations in float64), while course_lib's is right for both
+    references = [x.detach().clone()] + [v.detach().contiguous() for v in (gamma, beta)]
+    references = [t.requires_grad_() for t in references]
+    out = batch_norm(x, gamma, beta, *ours_stats, training=True)
+    ref = F.batch_norm(references[0], *torch_stats, *references[1:], training=True)
+    assert_close(out, ref, 1e-10)
+    for ours, theirs in zip(ours_stats, torch_stats, strict=True):
+        assert_close(ours, theirs, 1e-10)
+    grad_out = torch.randn_like(ref) if grad_out is None else grad_out
+    expected = torch.autograd.grad(ref, references, grad_out)
+    for got, want in zip(
+        torch.autograd.grad(out, (x, gamma, beta), grad_out), expected, strict=True
+    ):
+        assert_close(got, want, 1e-10)
+    ref_eval = F.batch_norm(references[0], *torch_stats, *references[1:], training=False)
+    assert_close(batch_norm(x, gamma, beta, *ours_stats, training=False), ref_eval, 1e-10)
+    with torch.no_grad():
+        assert_close(batch_norm(x, gamma, beta, *ours_stats, training=False), ref_eval, 1e-10)
+
+
+@pytest.mark.parametrize("shape", [(40, 6), (6, 3, 4, 5)])
+def test_large_batches_processed_in_pieces_match_torch(shape, monkeypatch):
+    """Batches over CHUNK_BYTES go through the loops of course_lib._chunks; 512 bytes sends
+    these small inputs there (the tests would otherwise need inputs of several MiB)."""
+    import course_lib._chunks as chunks
+    from course_lib import norm
+
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 512)
+    monkeypatch.setattr(norm, "CHUNK_BYTES", 512)
+    x = make_input(shape, torch.float64, "cpu").requires_grad_()
+    assert not norm._in_one_piece(x) and len(chunks.batch_pieces(x)) > 1
+    gamma, beta = (v.requires_grad_() for v in channel_vectors(shape[1], torch.float64, "cpu"))
+    _train_and_eval_against_torch(x, gamma, beta)
+
+
+def test_channels_last_strided_gamma_and_expanded_gradient():
+    """A channels_last input keeps its layout; gamma and beta may be strided views; the
+    gradient that ``y.sum().backward()`` sends is an expanded tensor (one number, stride 0)."""
+    x = make_input((4, 3, 5, 6), torch.float64, "cpu").to(memory_format=torch.channels_last)
+    weights, biases = channel_vectors(6, torch.float64, "cpu")
+    gamma, beta = weights[::2], biases[1::2]
+    assert not gamma.is_contiguous()
+    x, gamma, beta = (t.requires_grad_() for t in (x, gamma, beta))
+    _train_and_eval_against_torch(x, gamma, beta)
+    _train_and_eval_against_torch(x, gamma, beta, grad_out=torch.ones(()).expand(x.shape))
+    y = batch_norm(x, gamma, beta)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("shape", [(16, 8), (4, 3, 5, 6)])
+def test_training_saves_one_tensor_of_the_input_size_like_torch(shape):
+    """The backward pass needs x - mu or x, not both: what autograd keeps for batch norm's
+    backward pass is no larger than what it keeps for F.batch_norm's."""
+    x = make_input(shape, torch.float32, "cpu").requires_grad_()
+    gamma, beta = (v.requires_grad_() for v in channel_vectors(shape[1], torch.float32, "cpu"))
+
+    def saved_numbers(function, *args, **kwargs) -> int:
+        numbers = []
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: numbers.append(t.numel()) or t, lambda t: t
+        ):
+            function(*args, **kwargs)
+        return sum(numbers)
+
+    ours = saved_numbers(batch_norm, x, gamma, beta)
+    theirs = saved_numbers(F.batch_norm, x, None, None, gamma, beta, training=True)
+    assert x.numel() <= ours <= theirs
+
+
+def test_second_derivatives_raise_instead_of_being_wrong():
+    """The backward pass reuses statistics saved without a graph: differentiating it again
+    would miss the paths through mu and var, so once_differentiable makes it an error."""
+    x = make_input((6, 3), torch.float64, "cpu").requires_grad_()
+    y = batch_norm(x, None, None)
+    (grad_x,) = torch.autograd.grad((y**3).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad_x.sum().backward()

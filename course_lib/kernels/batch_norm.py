@@ -104,10 +104,11 @@ def batch_norm_forward(
     out = torch.empty_like(x)
     mean = torch.empty(channels, device=x.device, dtype=torch.float32)
     var = torch.empty_like(mean)
+    # the kernel reads gamma[c] at gamma_ptr + c: a strided view (e.g. w[::2]) must be copied
     batch_norm_train_kernel[(channels,)](
         x,
-        gamma if gamma is not None else x,  # any pointer when unused
-        beta if beta is not None else x,
+        gamma.contiguous() if gamma is not None else x,  # any pointer when unused
+        beta.contiguous() if beta is not None else x,
         out,
         mean,
         var,
@@ -129,5 +130,6 @@ def batch_norm_eval(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -
     total = x.numel()
     channels, hw = x.shape[1], x[0, 0].numel()
     grid = (triton.cdiv(total, BLOCK),)
+    scale, shift = scale.contiguous(), shift.contiguous()  # read at scale_ptr + c
     batch_norm_eval_kernel[grid](x, scale, shift, out, total, channels, hw, BLOCK=BLOCK)
     return out

@@ -23,9 +23,10 @@ How it is computed: the statistics take two passes over the batch (the mean, the
 the squared *centred* values ``x - mu_c``), and ``scale_c = gamma_c / sqrt(var_c + eps)`` is
 folded into one number per channel, so the output costs one multiply-add per value:
 ``y = scale_c * (x - mu_c) + beta_c``. A batch that fits in the CPU's cache (at most
-``course_lib._chunks.CHUNK_BYTES``), and any tensor on a GPU, is processed whole, in a handful
-of tensor operations; there the training forward pass reuses the centred values it computed
-for the variance and keeps them, instead of ``x``, for the backward pass. A larger CPU batch
+``course_lib._chunks.CHUNK_BYTES``), and any GPU tensor that the Triton kernel does not take
+(MPS; CUDA float64 or ``COURSE_TRITON=0``), is processed whole, in a handful of tensor
+operations; there the training forward pass reuses the centred values it computed for the
+variance and keeps them, instead of ``x``, for the backward pass. A larger CPU batch
 goes through the same statistics a few images at a time (``course_lib._chunks``), so that no
 temporary as large as the input is ever made; there, in evaluation mode and in the fused
 Triton kernel that training uses on a CUDA GPU, the mean moves into a per-channel shift as
@@ -274,9 +275,11 @@ def _input_gradient(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(grad_x, grad_gamma, grad_beta)`` from the input, its mean and ``1/sqrt(var + eps)``.
 
-    ``centred``, when given, is ``x - mu`` as the forward pass computed it (else recomputed).
+    ``centred``, when given, is ``x - mu`` as the forward pass computed it; ``x`` is then
+    used only for its shape and device (the caller may pass ``x - mu`` for both). Without it
+    ``x - mu`` is recomputed.
 
-    With ``x_hat = (x - mu) * inv_std`` and ``scale = gamma * inv_std``::
+    With ``g = grad_out``, ``x_hat = (x - mu) * inv_std`` and ``scale = gamma * inv_std``::
 
         grad_beta  = sum(g)
         grad_gamma = sum(g * x_hat) = inv_std * sum(g * (x - mu))
@@ -285,8 +288,9 @@ def _input_gradient(
                      -  (scale / m * inv_std * grad_gamma) * (x - mu)
 
     The last line is two multiply-adds per value (``torch.addcmul``) with per-channel
-    numbers; ``x - mu`` serves both the sum and ``grad_x``, and ``grad_x`` is written into
-    the buffer that held the products ``g * (x - mu)``.
+    numbers (``constant = -scale / m * grad_beta`` and the ``centred_coefficient`` of
+    ``x - mu``); ``x - mu`` serves both the sum and ``grad_x``, and ``grad_x`` is written
+    into the buffer that held the products ``g * (x - mu)``.
     """
     if not _in_one_piece(x):
         return _input_gradient_in_pieces(grad_out, x, mean, inv_std, gamma)
@@ -354,10 +358,11 @@ def _train_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Training-mode forward pass: ``(y, mean, 1/sqrt(var + eps), x - mean or None)``.
 
-    A batch processed whole (see :func:`_in_one_piece`) hands back ``x - mean`` for the
-    backward pass, which then need not compute it again; the Triton kernel and a large CPU
-    batch (a few images at a time) do not keep it, and the backward pass recomputes it.
-    Updates the running statistics in place when they are given, as ``F.batch_norm`` does.
+    Three branches: the fused Triton kernel (CUDA), a batch processed whole (see
+    :func:`_in_one_piece`), and a large CPU batch, a few images at a time. Only the middle one
+    hands back ``x - mean`` for the backward pass, which then need not compute it again; after
+    the other two the backward pass recomputes it from ``x``. All three then update the
+    running statistics in place when they are given, as ``F.batch_norm`` does.
     """
     centred = None
     if use_triton(x):  # one fused kernel: statistics and normalization
@@ -389,11 +394,13 @@ def _train_forward(
 class _BatchNormTrainFunction(torch.autograd.Function):
     """Training-mode batch norm as one autograd node with one output.
 
-    The forward pass (:func:`_train_forward`, which also updates the running statistics)
-    saves the batch mean, ``1/sqrt(var + eps)`` and either ``x - mean``, when it kept the
-    centred values (a batch processed whole), or the input ``x``, as ``F.batch_norm`` does;
-    either way one tensor of x's size. The backward pass (:func:`_input_gradient`) reuses
-    them instead of recomputing the statistics.
+    ``forward`` runs :func:`_train_forward` (which also updates the running statistics) and
+    saves gamma, the batch mean, ``1/sqrt(var + eps)`` and either ``x - mean``, when
+    :func:`_train_forward` kept the centred values (a batch processed whole), or the input
+    ``x``, as ``F.batch_norm`` does: either way one tensor of x's size. ``backward``
+    (:func:`_input_gradient`) reuses them instead of recomputing the statistics.
+    ``@once_differentiable`` makes a second derivative an error: it would miss the paths
+    through the saved mean and variance.
 
     The running statistics are changed in place, but they are neither outputs nor tensors
     that require gradients (:func:`batch_norm` refuses those), so autograd needs no

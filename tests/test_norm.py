@@ -335,6 +335,13 @@ ONES3 = torch.ones(3)
             ValueError,
             "must not require gradients",
         ),
+        (
+            lambda: batch_norm(
+                X4, None, None, torch.zeros(3), torch.ones(3, requires_grad=True), training=False
+            ),
+            ValueError,
+            "must not require gradients",
+        ),
         (lambda: batch_norm(torch.randn(1, 3, 1, 1), None, None), ValueError, "more than 1 value"),
         (lambda: batch_norm(torch.randn(1, 3), None, None), ValueError, "more than 1 value"),
         (lambda: batch_statistics(torch.randn(4)), ValueError, "1-D"),
@@ -386,29 +393,32 @@ def _train_and_eval_against_torch(x, gamma, beta, grad_out=None) -> None:
     ours_stats = [torch.zeros(c, dtype=dtype), torch.ones(c, dtype=dtype)]
     torch_stats = [v.clone() for v in ours_stats]
     # PyTorch gets copies with a contiguous gamma and beta: its CPU backward pass (2.14) gets
-    # grad_x wrong for a channels_last input with a strided gamma (checked against autograd
-    # through elementary operations in float64), while course_lib's is right for both
-    references = [x.detach().clone()] + [v.detach().contiguous() for v in (gamma, beta)]
-    references = [t.requires_grad_() for t in references]
+    # grad_x wrong for a channels_last input and grad_out with a strided gamma (checked
+    # against autograd through elementary operations in float64); course_lib's is right
+    x_ref = x.detach().clone().requires_grad_()
+    gamma_ref, beta_ref = (
+        None if v is None else v.detach().contiguous().requires_grad_() for v in (gamma, beta)
+    )
     out = batch_norm(x, gamma, beta, *ours_stats, training=True)
-    ref = F.batch_norm(references[0], *torch_stats, *references[1:], training=True)
+    ref = F.batch_norm(x_ref, *torch_stats, gamma_ref, beta_ref, training=True)
     assert_close(out, ref, 1e-10)
     for ours, theirs in zip(ours_stats, torch_stats, strict=True):
         assert_close(ours, theirs, 1e-10)
     grad_out = torch.randn_like(ref) if grad_out is None else grad_out
-    expected = torch.autograd.grad(ref, references, grad_out)
-    for got, want in zip(
-        torch.autograd.grad(out, (x, gamma, beta), grad_out), expected, strict=True
-    ):
+    ours_inputs = [t for t in (x, gamma, beta) if t is not None]
+    torch_inputs = [t for t in (x_ref, gamma_ref, beta_ref) if t is not None]
+    expected = torch.autograd.grad(ref, torch_inputs, grad_out)
+    for got, want in zip(torch.autograd.grad(out, ours_inputs, grad_out), expected, strict=True):
         assert_close(got, want, 1e-10)
-    ref_eval = F.batch_norm(references[0], *torch_stats, *references[1:], training=False)
+    ref_eval = F.batch_norm(x_ref, *torch_stats, gamma_ref, beta_ref, training=False)
     assert_close(batch_norm(x, gamma, beta, *ours_stats, training=False), ref_eval, 1e-10)
     with torch.no_grad():
         assert_close(batch_norm(x, gamma, beta, *ours_stats, training=False), ref_eval, 1e-10)
 
 
+@pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("shape", [(40, 6), (6, 3, 4, 5)])
-def test_large_batches_processed_in_pieces_match_torch(shape, monkeypatch):
+def test_large_batches_processed_in_pieces_match_torch(shape, affine, monkeypatch):
     """Batches over CHUNK_BYTES go through the loops of course_lib._chunks; 512 bytes sends
     these small inputs there (the tests would otherwise need inputs of several MiB)."""
     import course_lib._chunks as chunks
@@ -419,7 +429,10 @@ def test_large_batches_processed_in_pieces_match_torch(shape, monkeypatch):
     x = make_input(shape, torch.float64, "cpu").requires_grad_()
     assert not norm._in_one_piece(x) and len(chunks.batch_pieces(x)) > 1
     gamma, beta = (v.requires_grad_() for v in channel_vectors(shape[1], torch.float64, "cpu"))
-    _train_and_eval_against_torch(x, gamma, beta)
+    if affine:
+        _train_and_eval_against_torch(x, gamma, beta)
+    else:
+        _train_and_eval_against_torch(x, None, None)
 
 
 def test_channels_last_strided_gamma_and_expanded_gradient():
@@ -431,7 +444,9 @@ def test_channels_last_strided_gamma_and_expanded_gradient():
     assert not gamma.is_contiguous()
     x, gamma, beta = (t.requires_grad_() for t in (x, gamma, beta))
     _train_and_eval_against_torch(x, gamma, beta)
-    _train_and_eval_against_torch(x, gamma, beta, grad_out=torch.ones(()).expand(x.shape))
+    expanded = x.new_ones(()).expand(x.shape)  # x's dtype: autograd passes it on uncopied
+    assert expanded.stride() == (0, 0, 0, 0)
+    _train_and_eval_against_torch(x, gamma, beta, grad_out=expanded)
     y = batch_norm(x, gamma, beta)
     assert y.is_contiguous(memory_format=torch.channels_last)
 

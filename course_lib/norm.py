@@ -150,7 +150,7 @@ def _in_one_piece(x: torch.Tensor) -> bool:
 
     Larger CPU batches are processed a few images at a time (``course_lib._chunks``). On a
     small batch that loop would cost more than the arithmetic: every tensor operation called
-    from Python has a fixed cost of about a microsecond.
+    from Python has a fixed cost of one to a few microseconds.
     """
     return not x.is_cpu or x.numel() * x.element_size() <= CHUNK_BYTES
 
@@ -399,8 +399,9 @@ class _BatchNormTrainFunction(torch.autograd.Function):
     :func:`_train_forward` kept the centred values (a batch processed whole), or the input
     ``x``, as ``F.batch_norm`` does: either way one tensor of x's size. ``backward``
     (:func:`_input_gradient`) reuses them instead of recomputing the statistics.
-    ``@once_differentiable`` makes a second derivative an error: it would miss the paths
-    through the saved mean and variance.
+    ``@once_differentiable`` makes a second derivative an error: what ``forward`` saved (the
+    mean, ``1/sqrt(var + eps)`` and ``x - mean``) was computed with autograd switched off and
+    carries no graph, so differentiating ``backward`` would miss the paths through it.
 
     The running statistics are changed in place, but they are neither outputs nor tensors
     that require gradients (:func:`batch_norm` refuses those), so autograd needs no
